@@ -1,0 +1,572 @@
+// Package rewrite instruments a WebAssembly binary so that the host can stop it at any time:
+// it adds one mutable i32 global (exported as InterruptExport) and, at the entry of every
+// function and the head of every loop, a check that traps with `unreachable` once the host
+// has set that global to 1. Because every call and every loop iteration passes a check, no
+// code can run on unchecked, loops or not (an exponential call tree without loops included).
+// This is wasmtime's "epoch interruption", done as a load-time rewrite so that it works on
+// both of wazero's engines.
+//
+// It also moves the start function (which wazero runs inside instantiation, where no
+// deadline can reach it) to an export (StartExport) that the host calls with its deadline
+// armed, and reports what the host must check before compiling: imports, initial memory
+// size and table sizes.
+//
+// The rewrite adds no function and shifts no index: the new global is appended after the
+// module's own, and the module's code is checked never to name it.
+package rewrite
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+)
+
+// Export names the rewrite adds. A module that already exports either name is refused.
+const (
+	InterruptExport = "__wasmfleet_interrupt"
+	StartExport     = "__wasmfleet_start"
+)
+
+// MaxTableElements bounds tables (declared minimum and growth), so that a module cannot make
+// the host allocate a huge table.
+const MaxTableElements = 1 << 16
+
+// Import is one import of the module.
+type Import struct {
+	Module, Name string
+	Kind         byte // 0 func, 1 table, 2 memory, 3 global
+}
+
+// Result is the instrumented module and what the host needs to know about it.
+type Result struct {
+	Wasm []byte
+	// Imports lists every import, in order.
+	Imports []Import
+	// MinMemoryPages is the declared initial size of the module's own memory (0 if none).
+	MinMemoryPages uint64
+	// HasMemory is true when the module defines a memory.
+	HasMemory bool
+	// HasStart is true when the module had a start function, now exported as StartExport.
+	HasStart bool
+}
+
+// ErrMalformed is wrapped by every error about the binary itself.
+var ErrMalformed = errors.New("malformed wasm")
+
+func malformed(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, args...))
+}
+
+const (
+	secCustom    = 0
+	secType      = 1
+	secImport    = 2
+	secFunction  = 3
+	secTable     = 4
+	secMemory    = 5
+	secGlobal    = 6
+	secExport    = 7
+	secStart     = 8
+	secElement   = 9
+	secCode      = 10
+	secData      = 11
+	secDataCount = 12
+	secTag       = 13
+)
+
+// order is the position of each known section id in a module.
+var order = map[byte]int{secType: 1, secImport: 2, secFunction: 3, secTable: 4, secMemory: 5, secTag: 6,
+	secGlobal: 7, secExport: 8, secStart: 9, secElement: 10, secDataCount: 11, secCode: 12, secData: 13}
+
+type section struct {
+	id   byte
+	body []byte
+}
+
+// Instrument rewrites wasm as described in the package comment.
+func Instrument(wasm []byte) (*Result, error) {
+	if len(wasm) < 8 || !bytes.Equal(wasm[:4], []byte("\x00asm")) {
+		return nil, malformed("no wasm magic number")
+	}
+	if !bytes.Equal(wasm[4:8], []byte{1, 0, 0, 0}) {
+		return nil, malformed("unsupported binary version % x (want 1)", wasm[4:8])
+	}
+	var secs []section
+	r := &reader{b: wasm, off: 8}
+	last := 0
+	for !r.done() {
+		id := r.byte()
+		size := r.u32()
+		body := r.bytes(int(size))
+		if r.err != nil {
+			return nil, r.err
+		}
+		if id != secCustom {
+			pos, ok := order[id]
+			if !ok {
+				return nil, malformed("unknown section id %d", id)
+			}
+			if pos <= last {
+				return nil, malformed("section %d out of order or repeated", id)
+			}
+			last = pos
+		}
+		secs = append(secs, section{id, body})
+	}
+
+	res := &Result{}
+	var importedGlobals, definedGlobals uint32
+	start := int64(-1)
+	var exportNames []string
+	for _, s := range secs {
+		r := &reader{b: s.body}
+		switch s.id {
+		case secImport:
+			n := r.u32()
+			for i := uint32(0); i < n && r.err == nil; i++ {
+				imp := Import{Module: r.name(), Name: r.name(), Kind: r.byte()}
+				switch imp.Kind {
+				case 0:
+					r.u32()
+				case 1:
+					r.byte()
+					r.limits()
+				case 2:
+					r.limits()
+				case 3:
+					r.byte()
+					r.byte()
+					importedGlobals++
+				default:
+					return nil, malformed("import %s.%s has unknown kind %d", imp.Module, imp.Name, imp.Kind)
+				}
+				res.Imports = append(res.Imports, imp)
+			}
+		case secMemory:
+			n := r.u32()
+			if n > 1 {
+				return nil, malformed("%d memories (at most one)", n)
+			}
+			if n == 1 {
+				flags, min, _ := r.limits()
+				if flags&2 != 0 {
+					return nil, malformed("shared memory is not supported")
+				}
+				if flags&4 != 0 {
+					return nil, malformed("64-bit memory is not supported")
+				}
+				res.HasMemory, res.MinMemoryPages = true, min
+			}
+		case secTable:
+			n := r.u32()
+			for i := uint32(0); i < n && r.err == nil; i++ {
+				r.byte()
+				_, min, _ := r.limits()
+				if min > MaxTableElements {
+					return nil, fmt.Errorf("table %d declares %d elements, more than the %d allowed", i, min, MaxTableElements)
+				}
+			}
+		case secGlobal:
+			definedGlobals = r.u32()
+		case secExport:
+			n := r.u32()
+			for i := uint32(0); i < n && r.err == nil; i++ {
+				name := r.name()
+				r.byte()
+				r.u32()
+				exportNames = append(exportNames, name)
+			}
+		case secStart:
+			start = int64(r.u32())
+		}
+		if r.err != nil {
+			return nil, fmt.Errorf("section %d: %w", s.id, r.err)
+		}
+	}
+	for _, n := range exportNames {
+		if n == InterruptExport || n == StartExport {
+			return nil, malformed("module exports the reserved name %q", n)
+		}
+	}
+	interrupt := importedGlobals + definedGlobals // index of the global we add
+
+	var out []section
+	addedGlobal, addedExport := false, false
+	emitBefore := func(id byte) {
+		pos := order[id]
+		if !addedGlobal && pos > order[secGlobal] {
+			out = append(out, section{secGlobal, appendGlobal(nil)})
+			addedGlobal = true
+		}
+		if !addedExport && pos > order[secExport] {
+			out = append(out, section{secExport, appendExports(nil, interrupt, start)})
+			addedExport = true
+		}
+	}
+	for _, s := range secs {
+		if s.id != secCustom {
+			emitBefore(s.id)
+		}
+		switch s.id {
+		case secGlobal:
+			out = append(out, section{secGlobal, appendGlobal(s.body)})
+			addedGlobal = true
+		case secExport:
+			out = append(out, section{secExport, appendExports(s.body, interrupt, start)})
+			addedExport = true
+		case secStart:
+			res.HasStart = true // dropped: exported as StartExport instead
+		case secCode:
+			body, err := instrumentCode(s.body, interrupt)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, section{secCode, body})
+		default:
+			out = append(out, s)
+		}
+	}
+	// Sections that come after the global and export sections were all absent.
+	if !addedGlobal {
+		out = append(out, section{secGlobal, appendGlobal(nil)})
+	}
+	if !addedExport {
+		out = append(out, section{secExport, appendExports(nil, interrupt, start)})
+	}
+
+	w := append([]byte(nil), wasm[:8]...)
+	for _, s := range out {
+		w = append(w, s.id)
+		w = appendU32(w, uint32(len(s.body)))
+		w = append(w, s.body...)
+	}
+	res.Wasm = w
+	return res, nil
+}
+
+// appendGlobal returns a global section body with one more global: (mut i32) = 0.
+func appendGlobal(body []byte) []byte {
+	r := &reader{b: body}
+	n := uint32(0)
+	if body != nil {
+		n = r.u32()
+	}
+	out := appendU32(nil, n+1)
+	out = append(out, body[r.off:]...)
+	return append(out, 0x7F, 0x01, 0x41, 0x00, 0x0B)
+}
+
+// appendExports returns an export section body that also exports the interrupt global and,
+// when start >= 0, the start function.
+func appendExports(body []byte, interrupt uint32, start int64) []byte {
+	r := &reader{b: body}
+	n := uint32(0)
+	if body != nil {
+		n = r.u32()
+	}
+	add := uint32(1)
+	if start >= 0 {
+		add++
+	}
+	out := appendU32(nil, n+add)
+	out = append(out, body[r.off:]...)
+	out = appendName(out, InterruptExport)
+	out = append(out, 0x03)
+	out = appendU32(out, interrupt)
+	if start >= 0 {
+		out = appendName(out, StartExport)
+		out = append(out, 0x00)
+		out = appendU32(out, uint32(start))
+	}
+	return out
+}
+
+// check is the code inserted at each function entry and loop head:
+// global.get $interrupt; if; unreachable; end.
+func appendCheck(out []byte, interrupt uint32) []byte {
+	out = append(out, 0x23)
+	out = appendU32(out, interrupt)
+	return append(out, 0x04, 0x40, 0x00, 0x0B)
+}
+
+func instrumentCode(body []byte, interrupt uint32) ([]byte, error) {
+	r := &reader{b: body}
+	n := r.u32()
+	out := appendU32(make([]byte, 0, len(body)+len(body)/8), n)
+	var fn []byte
+	for i := uint32(0); i < n; i++ {
+		size := r.u32()
+		code := r.bytes(int(size))
+		if r.err != nil {
+			return nil, fmt.Errorf("code of function %d: %w", i, r.err)
+		}
+		var err error
+		fn, err = instrumentFunc(fn[:0], code, interrupt)
+		if err != nil {
+			return nil, fmt.Errorf("code of function %d: %w", i, err)
+		}
+		out = appendU32(out, uint32(len(fn)))
+		out = append(out, fn...)
+	}
+	if !r.done() {
+		return nil, malformed("code section has %d trailing bytes", len(r.b)-r.off)
+	}
+	return out, nil
+}
+
+func instrumentFunc(out, code []byte, interrupt uint32) ([]byte, error) {
+	r := &reader{b: code}
+	groups := r.u32()
+	for i := uint32(0); i < groups && r.err == nil; i++ {
+		r.u32()
+		r.byte()
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	out = append(out, code[:r.off]...)
+	out = appendCheck(out, interrupt)
+	copied := r.off
+	for !r.done() {
+		op := r.byte()
+		switch {
+		case op == 0x03: // loop bt
+			r.s33()
+			out = append(out, code[copied:r.off]...)
+			out = appendCheck(out, interrupt)
+			copied = r.off
+		case op == 0x23 || op == 0x24: // global.get / global.set
+			if idx := r.u32(); idx >= interrupt && r.err == nil {
+				return nil, malformed("instruction at %d names global %d, which does not exist", r.off, idx)
+			}
+		default:
+			skipImmediates(r, op)
+		}
+		if r.err != nil {
+			return nil, r.err
+		}
+	}
+	return append(out, code[copied:]...), nil
+}
+
+// skipImmediates advances r past the immediates of opcode op.
+func skipImmediates(r *reader, op byte) {
+	switch {
+	case op == 0x02 || op == 0x04: // block, if
+		r.s33()
+	case op == 0x0C || op == 0x0D: // br, br_if
+		r.u32()
+	case op == 0x0E: // br_table
+		n := r.u32()
+		for i := uint32(0); i <= n && r.err == nil; i++ {
+			r.u32()
+		}
+	case op == 0x10 || op == 0x12: // call, return_call
+		r.u32()
+	case op == 0x11 || op == 0x13: // call_indirect, return_call_indirect
+		r.u32()
+		r.u32()
+	case op == 0x1C: // select t*
+		n := r.u32()
+		for i := uint32(0); i < n && r.err == nil; i++ {
+			r.byte()
+		}
+	case op >= 0x20 && op <= 0x22, op == 0x25 || op == 0x26: // local.*, table.get/set
+		r.u32()
+	case op >= 0x28 && op <= 0x3E: // loads and stores
+		r.memarg()
+	case op == 0x3F || op == 0x40: // memory.size, memory.grow
+		r.byte()
+	case op == 0x41: // i32.const
+		r.s64()
+	case op == 0x42: // i64.const
+		r.s64()
+	case op == 0x43:
+		r.bytes(4)
+	case op == 0x44:
+		r.bytes(8)
+	case op == 0xD0: // ref.null t
+		r.byte()
+	case op == 0xD2: // ref.func
+		r.u32()
+	case op == 0xFC:
+		skipFC(r)
+	case op == 0xFD:
+		skipFD(r)
+	case op <= 0x01, op == 0x05, op == 0x0B, op == 0x0F, op == 0x1A, op == 0x1B,
+		op >= 0x45 && op <= 0xC4, op == 0xD1:
+		// no immediates
+	default:
+		r.fail("unsupported instruction 0x%02x", op)
+	}
+}
+
+func skipFC(r *reader) {
+	sub := r.u32()
+	switch {
+	case sub <= 7: // saturating truncations
+	case sub == 8: // memory.init
+		r.u32()
+		r.byte()
+	case sub == 9: // data.drop
+		r.u32()
+	case sub == 10: // memory.copy
+		r.byte()
+		r.byte()
+	case sub == 11: // memory.fill
+		r.byte()
+	case sub == 12 || sub == 14: // table.init, table.copy
+		r.u32()
+		r.u32()
+	case sub == 13 || sub >= 15 && sub <= 17: // elem.drop, table.grow/size/fill
+		r.u32()
+	default:
+		r.fail("unsupported instruction 0xfc %d", sub)
+	}
+}
+
+func skipFD(r *reader) {
+	sub := r.u32()
+	switch {
+	case sub <= 11, sub == 92 || sub == 93: // v128 loads/stores
+		r.memarg()
+	case sub == 12 || sub == 13: // v128.const, i8x16.shuffle
+		r.bytes(16)
+	case sub >= 21 && sub <= 34: // extract/replace lane
+		r.byte()
+	case sub >= 84 && sub <= 91: // load/store lane
+		r.memarg()
+		r.byte()
+	case sub <= 275:
+		// every other SIMD instruction has no immediates
+	default:
+		r.fail("unsupported instruction 0xfd %d", sub)
+	}
+}
+
+// reader decodes the wasm binary encoding; the first error sticks and later reads return 0.
+type reader struct {
+	b   []byte
+	off int
+	err error
+}
+
+func (r *reader) done() bool { return r.err != nil || r.off >= len(r.b) }
+
+func (r *reader) fail(format string, args ...any) {
+	if r.err == nil {
+		r.err = malformed("at byte %d: %s", r.off, fmt.Sprintf(format, args...))
+	}
+}
+
+func (r *reader) byte() byte {
+	if r.err != nil {
+		return 0
+	}
+	if r.off >= len(r.b) {
+		r.fail("unexpected end")
+		return 0
+	}
+	c := r.b[r.off]
+	r.off++
+	return c
+}
+
+func (r *reader) bytes(n int) []byte {
+	if r.err != nil {
+		return nil
+	}
+	if n < 0 || n > len(r.b)-r.off {
+		r.fail("length %d runs past the end", n)
+		return nil
+	}
+	b := r.b[r.off : r.off+n]
+	r.off += n
+	return b
+}
+
+func (r *reader) uleb(bits uint) uint64 {
+	var v uint64
+	for shift := uint(0); ; shift += 7 {
+		c := r.byte()
+		if r.err != nil {
+			return 0
+		}
+		if shift >= bits {
+			r.fail("integer too long")
+			return 0
+		}
+		v |= uint64(c&0x7F) << shift
+		if c&0x80 == 0 {
+			if bits < 64 && v>>bits != 0 {
+				r.fail("integer out of range")
+				return 0
+			}
+			return v
+		}
+	}
+}
+
+func (r *reader) u32() uint32 { return uint32(r.uleb(32)) }
+
+// s64 skips a signed LEB128 of up to 64 bits (i32/i64 constants, block types).
+func (r *reader) s64() {
+	for i := 0; ; i++ {
+		c := r.byte()
+		if r.err != nil {
+			return
+		}
+		if i >= 10 {
+			r.fail("integer too long")
+			return
+		}
+		if c&0x80 == 0 {
+			return
+		}
+	}
+}
+
+func (r *reader) s33() { r.s64() }
+
+func (r *reader) memarg() {
+	align := r.u32()
+	if align&(1<<6) != 0 { // multi-memory: a memory index follows
+		r.u32()
+	}
+	r.uleb(64)
+}
+
+func (r *reader) name() string {
+	n := r.u32()
+	return string(r.bytes(int(n)))
+}
+
+// limits reads table or memory limits.
+func (r *reader) limits() (flags byte, min, max uint64) {
+	flags = r.byte()
+	min = r.uleb(64)
+	if flags&1 != 0 {
+		max = r.uleb(64)
+	}
+	if flags > 7 {
+		r.fail("unknown limits flags 0x%02x", flags)
+	}
+	return flags, min, max
+}
+
+func appendU32(b []byte, v uint32) []byte {
+	for {
+		c := byte(v & 0x7F)
+		v >>= 7
+		if v != 0 {
+			b = append(b, c|0x80)
+			continue
+		}
+		return append(b, c)
+	}
+}
+
+func appendName(b []byte, s string) []byte {
+	b = appendU32(b, uint32(len(s)))
+	return append(b, s...)
+}

@@ -1,0 +1,403 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/wasmfleet/wasmfleet/agent/kv"
+	"github.com/wasmfleet/wasmfleet/agent/sandbox/internal/rewrite"
+	"github.com/wasmfleet/wasmfleet/modules"
+	"github.com/wasmfleet/wasmfleet/protocol/topic"
+)
+
+// Event is one invocation: the MQTT topic and payload that triggered it (both empty for an
+// interval trigger).
+type Event struct {
+	Topic   string
+	Payload []byte
+}
+
+// Message is one publish made by a handler.
+type Message struct {
+	Topic   string
+	Payload []byte
+}
+
+// Result is what a successful event produced.
+type Result struct {
+	Publishes []Message
+	Duration  time.Duration
+}
+
+// Stats counts a module's events since it was loaded.
+type Stats struct {
+	Invocations uint64
+	Failures    uint64
+	ByKind      map[string]uint64 // failures by Kind
+	LogsDropped uint64
+}
+
+// Module is a compiled module with its manifest, ready to handle events. It is safe for
+// concurrent use; at most Limits.Concurrency events run at once.
+type Module struct {
+	r        *Runtime
+	manifest *modules.Manifest
+	limits   modules.Limits
+	compiled wazero.CompiledModule
+	base     wazero.ModuleConfig
+	hasStart bool
+	hasInit  bool
+	bucket   *kv.Bucket
+	output   string // wasi-command: expanded output topic
+	slots    chan struct{}
+
+	invocations, failures, logsDropped atomic.Uint64
+	mu                                 sync.Mutex
+	byKind                             map[string]uint64
+}
+
+func (r *Runtime) newModule(compiled wazero.CompiledModule, inst *rewrite.Result, m *modules.Manifest, limits modules.Limits) (*Module, error) {
+	if err := r.checkSignatures(compiled); err != nil {
+		return nil, err
+	}
+	exports := compiled.ExportedFunctions()
+	needFunc := func(name string, params, results []api.ValueType) error {
+		def, ok := exports[name]
+		if !ok {
+			return fmt.Errorf("%w: %s module does not export %s", ErrInvalidModule, m.ABI, name)
+		}
+		if !sameTypes(def.ParamTypes(), params) || !sameTypes(def.ResultTypes(), results) {
+			return fmt.Errorf("%w: export %s has type %s", ErrInvalidModule, name, sig(def))
+		}
+		return nil
+	}
+	i32 := api.ValueTypeI32
+	switch m.ABI {
+	case modules.ABIHandlerV1:
+		if _, ok := compiled.ExportedMemories()["memory"]; !ok {
+			return nil, fmt.Errorf("%w: handler/v1 module does not export its memory as \"memory\"", ErrInvalidModule)
+		}
+		if err := needFunc("wasmfleet_alloc", []api.ValueType{i32}, []api.ValueType{i32}); err != nil {
+			return nil, err
+		}
+		if err := needFunc("wasmfleet_handle", []api.ValueType{i32, i32}, []api.ValueType{i32}); err != nil {
+			return nil, err
+		}
+	case modules.ABIWASICommand:
+		if err := needFunc("_start", nil, nil); err != nil {
+			return nil, err
+		}
+	}
+	_, hasInit := exports["_initialize"]
+	mod := &Module{
+		r: r, manifest: m, limits: limits, compiled: compiled,
+		hasStart: inst.HasStart, hasInit: hasInit && m.ABI == modules.ABIHandlerV1,
+		slots:  make(chan struct{}, limits.Concurrency),
+		byKind: map[string]uint64{},
+	}
+	if m.Capabilities.KV != nil {
+		if r.cfg.KV == nil {
+			return nil, fmt.Errorf("%w: module asks for kv and this runtime has no kv store", ErrPolicy)
+		}
+		b, err := r.cfg.KV.Bucket(m.Name)
+		if err != nil {
+			return nil, err
+		}
+		mod.bucket = b
+	}
+	if m.Output != "" {
+		mod.output = topic.Expand(m.Output, r.cfg.DeviceID)
+	}
+
+	// Per-module config, computed once. Nothing is granted unless listed: no args, no env
+	// (but the documented ones for commands), no files, fake clocks, no real randomness.
+	base := wazero.NewModuleConfig().WithName("").WithStartFunctions()
+	if m.Capabilities.Clock {
+		base = base.WithSysWalltime().WithSysNanotime()
+	}
+	if m.Capabilities.Random {
+		base = base.WithRandSource(rand.Reader)
+	}
+	if m.ABI == modules.ABIWASICommand {
+		base = base.WithArgs(m.Name).
+			WithEnv("WASMFLEET_DEVICE_ID", r.cfg.DeviceID)
+		for k, v := range m.Config {
+			base = base.WithEnv("WASMFLEET_CONFIG_"+k, v)
+		}
+	}
+	mod.base = base
+	return mod, nil
+}
+
+// Manifest returns the module's manifest.
+func (m *Module) Manifest() *modules.Manifest { return m.manifest }
+
+// Limits returns the limits in force (the manifest's, with defaults).
+func (m *Module) Limits() modules.Limits { return m.limits }
+
+// Stats returns the module's counters.
+func (m *Module) Stats() Stats {
+	m.mu.Lock()
+	by := make(map[string]uint64, len(m.byKind))
+	for k, v := range m.byKind {
+		by[k] = v
+	}
+	m.mu.Unlock()
+	return Stats{Invocations: m.invocations.Load(), Failures: m.failures.Load(), ByKind: by, LogsDropped: m.logsDropped.Load()}
+}
+
+// Close releases the compiled module. It does not wait for running events: the caller stops
+// sending events and waits for those in flight first (the agent's dispatcher does).
+func (m *Module) Close(ctx context.Context) error { return m.compiled.Close(ctx) }
+
+type eventKey struct{}
+
+// event is the state of one running event, reached by host functions through the context.
+type event struct {
+	m       *Module
+	ev      Event
+	tx      *kv.Tx
+	mem     limitedMemory
+	rng     fakeRand
+	out     []Message
+	outSize int
+	stdout  outputBuffer
+	logs    int
+
+	mu          sync.Mutex
+	violation   error
+	interrupted atomic.Bool
+	global      api.MutableGlobal
+}
+
+// fail records the first violation and stops the guest at its next check.
+func (e *event) fail(err error) {
+	e.mu.Lock()
+	if e.violation == nil {
+		e.violation = err
+	}
+	g := e.global
+	e.mu.Unlock()
+	if g != nil {
+		g.Set(1)
+	}
+}
+
+// interrupt stops the guest at its next function entry or loop head.
+func (e *event) interrupt() {
+	e.interrupted.Store(true)
+	e.mu.Lock()
+	g := e.global
+	e.mu.Unlock()
+	if g != nil {
+		g.Set(1)
+	}
+}
+
+// Handle runs one event in a fresh instance and returns its publishes, or an error wrapping
+// one of the Err* kinds. Handle waits (bounded by ctx) for a free slot when
+// Limits.Concurrency events are already running.
+func (m *Module) Handle(ctx context.Context, ev Event) (*Result, error) {
+	select {
+	case m.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("wait for a free slot: %w", ctx.Err())
+	}
+	defer func() { <-m.slots }()
+
+	start := m.r.cfg.Now()
+	st := &event{m: m, ev: ev, mem: limitedMemory{limit: uint64(m.limits.Memory)}}
+	if m.bucket != nil {
+		st.tx = m.bucket.Begin(int(m.manifest.Capabilities.KV.MaxBytes))
+	}
+	err := m.run(ctx, st, start)
+	m.invocations.Add(1)
+	if err == nil && st.tx != nil {
+		if cerr := st.tx.Commit(); cerr != nil {
+			err = fmt.Errorf("%w: commit kv: %v", ErrTrap, cerr)
+		}
+	}
+	if err != nil {
+		m.failures.Add(1)
+		m.mu.Lock()
+		m.byKind[Kind(err)]++
+		m.mu.Unlock()
+		return nil, err
+	}
+	return &Result{Publishes: st.out, Duration: m.r.cfg.Now().Sub(start)}, nil
+}
+
+func (m *Module) run(ctx context.Context, st *event, start time.Time) error {
+	deadline := start.Add(time.Duration(m.limits.Timeout))
+	// The deadline timer and the caller's cancellation both interrupt the guest.
+	timer := time.AfterFunc(time.Until(deadline), st.interrupt)
+	defer timer.Stop()
+	stopCancel := context.AfterFunc(ctx, st.interrupt)
+	defer stopCancel()
+
+	ictx := context.WithValue(ctx, eventKey{}, st)
+	ictx = experimental.WithMemoryAllocator(ictx, &st.mem)
+	cfg := m.base.WithRandSource(&st.rng).WithStdout(&st.stdout).WithStderr(logWriter{st})
+	if m.manifest.Capabilities.Random {
+		cfg = cfg.WithRandSource(rand.Reader)
+	}
+	if m.manifest.ABI == modules.ABIWASICommand {
+		st.stdout.limit = int(m.limits.MaxOutput)
+		st.stdout.ev = st
+		cfg = cfg.WithStdin(strings.NewReader(string(st.ev.Payload))).WithEnv("WASMFLEET_TOPIC", st.ev.Topic)
+	} else {
+		st.stdout.toLog = true
+		st.stdout.ev = st
+	}
+	inst, err := m.r.rt.InstantiateModule(ictx, m.compiled, cfg)
+	if err != nil {
+		return st.classify(fmt.Errorf("instantiate: %w", err))
+	}
+	defer inst.Close(ctx)
+	g, _ := inst.ExportedGlobal(rewrite.InterruptExport).(api.MutableGlobal)
+	st.mu.Lock()
+	st.global = g
+	already := st.violation != nil || st.interrupted.Load()
+	st.mu.Unlock()
+	if already || g == nil {
+		return st.classify(errors.New("stopped before it started"))
+	}
+
+	call := func(name string, args ...uint64) ([]uint64, error) {
+		fn := inst.ExportedFunction(name)
+		res, err := fn.Call(ictx, args...)
+		if err != nil {
+			return nil, st.classify(fmt.Errorf("%s: %w", name, err))
+		}
+		return res, nil
+	}
+	if m.hasStart {
+		if _, err := call(rewrite.StartExport); err != nil {
+			return err
+		}
+	}
+	switch m.manifest.ABI {
+	case modules.ABIWASICommand:
+		if _, err := call("_start"); err != nil {
+			return err
+		}
+		if len(st.stdout.buf) > 0 && m.output != "" {
+			st.publish(m.output, st.stdout.buf)
+		}
+	default:
+		if m.hasInit {
+			if _, err := call("_initialize"); err != nil {
+				return err
+			}
+		}
+		n := uint32(len(st.ev.Payload))
+		res, err := call("wasmfleet_alloc", uint64(n))
+		if err != nil {
+			return err
+		}
+		ptr := uint32(res[0])
+		if n > 0 && (ptr == 0 || !inst.Memory().Write(ptr, st.ev.Payload)) {
+			return fmt.Errorf("%w: wasmfleet_alloc(%d) returned %#x, which is not a usable buffer", ErrHandler, n, ptr)
+		}
+		res, err = call("wasmfleet_handle", uint64(ptr), uint64(n))
+		if err != nil {
+			return err
+		}
+		if code := int32(res[0]); code != 0 {
+			return st.classify(fmt.Errorf("%w: wasmfleet_handle returned %d", ErrHandler, code))
+		}
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.violation
+}
+
+// classify turns the error of a failed call into one of the sandbox kinds, by what the
+// event saw rather than by the error's text where it can.
+func (e *event) classify(err error) error {
+	e.mu.Lock()
+	v := e.violation
+	e.mu.Unlock()
+	var exit *sys.ExitError
+	switch {
+	case v != nil:
+		return v
+	case errors.As(err, &exit):
+		if exit.ExitCode() == 0 {
+			return nil
+		}
+		return fmt.Errorf("%w: exit code %d", ErrHandler, exit.ExitCode())
+	case e.interrupted.Load():
+		return fmt.Errorf("%w: still running after %s", ErrTimeout, e.m.limits.Timeout)
+	case e.mem.hit:
+		return fmt.Errorf("%w: needed more than %s of memory (%v)", ErrMemoryLimit, e.m.limits.Memory, firstLine(err))
+	case strings.Contains(err.Error(), "stack overflow"):
+		return fmt.Errorf("%w: %v", ErrStackOverflow, firstLine(err))
+	case errors.Is(err, ErrHandler):
+		return err
+	}
+	return fmt.Errorf("%w: %v", ErrTrap, firstLine(err))
+}
+
+func firstLine(err error) string {
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	return s
+}
+
+// fakeRand is the deterministic randomness a module sees without the random capability (Go's
+// runtime and wasi-libc read some at start). It is splitmix64 from a fixed seed, so every
+// event sees the same stream, as a pristine instance should.
+type fakeRand struct{ x uint64 }
+
+func (r *fakeRand) Read(p []byte) (int, error) {
+	for i := range p {
+		if i%8 == 0 {
+			r.x += 0x9E3779B97F4A7C15
+		}
+		z := r.x
+		z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
+		z = (z ^ (z >> 27)) * 0x94D049BB133111EB
+		p[i] = byte((z ^ (z >> 31)) >> (8 * (i % 8)))
+	}
+	return len(p), nil
+}
+
+// outputBuffer collects a command's stdout up to limit bytes, or forwards a handler's stdout
+// to its log.
+type outputBuffer struct {
+	ev    *event
+	toLog bool
+	limit int
+	buf   []byte
+}
+
+func (o *outputBuffer) Write(p []byte) (int, error) {
+	if o.toLog {
+		return logWriter{o.ev}.Write(p)
+	}
+	if len(o.buf)+len(p) > o.limit {
+		o.ev.fail(fmt.Errorf("%w: wrote more than %s to stdout", ErrOutputLimit, modules.Size(o.limit)))
+		return 0, errors.New("output limit reached")
+	}
+	o.buf = append(o.buf, p...)
+	return len(p), nil
+}
+
+// logWriter sends stderr (and a handler's stdout) to the module's log.
+type logWriter struct{ ev *event }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.ev.log(1, p)
+	return len(p), nil
+}
