@@ -125,19 +125,14 @@ func decodeTrust(env *Envelope) (*Trust, error) {
 // its own and its type is allowed, and each role names 1 to MaxRoleKeys distinct known
 // keys with a threshold from 1 to their number.
 func (f *TrustFile) Validate() error {
-	_, err := (&Trust{File: *f, roles: map[string]*role{}}).buildErr()
-	return err
+	return (&Trust{File: *f, roles: map[string]*role{}}).build()
 }
 
+// build checks t.File and sets up t.roles.
 func (t *Trust) build() error {
-	_, err := t.buildErr()
-	return err
-}
-
-func (t *Trust) buildErr() (*Trust, error) {
 	f := &t.File
-	invalid := func(format string, args ...any) (*Trust, error) {
-		return nil, fail(ErrInvalid, "trust file: "+fmt.Sprintf(format, args...))
+	invalid := func(format string, args ...any) error {
+		return fail(ErrInvalid, "trust file: "+fmt.Sprintf(format, args...))
 	}
 	if f.Version == 0 {
 		return invalid("version must be 1 or more")
@@ -150,7 +145,7 @@ func (t *Trust) buildErr() (*Trust, error) {
 	for id, k := range f.Keys {
 		pub, err := keys.ParsePublic([]byte(k.PublicKey))
 		if err != nil {
-			return nil, failWrap(ErrMalformed, fmt.Sprintf("trust file: key %s", keys.Short(id)), err)
+			return failWrap(ErrMalformed, fmt.Sprintf("trust file: key %s", keys.Short(id)), err)
 		}
 		algo, _ := keys.Algorithm(pub)
 		if algo != k.Algorithm {
@@ -158,14 +153,14 @@ func (t *Trust) buildErr() (*Trust, error) {
 		}
 		real, err := keys.ID(pub)
 		if err != nil {
-			return nil, failWrap(ErrInvalid, "trust file", err)
+			return failWrap(ErrInvalid, "trust file", err)
 		}
 		if real != id {
 			return invalid("key listed as %s has id %s (the hex SHA-256 of its DER public key)", keys.Short(id), keys.Short(real))
 		}
 		v, err := keys.Verifier(pub)
 		if err != nil {
-			return nil, failWrap(ErrInvalid, "trust file", err)
+			return failWrap(ErrInvalid, "trust file", err)
 		}
 		pubs[id], verifiers[id] = pub, v
 	}
@@ -195,7 +190,7 @@ func (t *Trust) buildErr() (*Trust, error) {
 		sort.Strings(ro.ids)
 		t.roles[rs.name] = ro
 	}
-	return t, nil
+	return nil
 }
 
 // Version is the trust file's version.
