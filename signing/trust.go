@@ -140,6 +140,9 @@ func (t *Trust) build() error {
 	if f.Expires.IsZero() {
 		return invalid("expires is required")
 	}
+	if len(f.Keys) > 3*MaxRoleKeys {
+		return invalid("%d keys, more than the roles can hold (%d)", len(f.Keys), 3*MaxRoleKeys)
+	}
 	pubs := map[string]crypto.PublicKey{}
 	verifiers := map[string]signature.Verifier{}
 	for id, k := range f.Keys {
