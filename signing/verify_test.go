@@ -405,3 +405,39 @@ func TestTrustExpired(t *testing.T) {
 	_, err = v.VerifyDesired(fl.signDesired(t, fl.desired(wasm(10, 1), 1), fl.rollout), Target{Group: "greenhouse"}, 0)
 	expectKind(t, err, ErrExpired, "trust file")
 }
+
+func TestBundle(t *testing.T) {
+	fl := newFleet(t)
+	mod := wasm(500, 1)
+	env := fl.signRelease(t, fl.manifest, mod, fl.release[0], fl.release[1])
+	e, _ := ParseEnvelope(env)
+	// What cosign v3 writes with --bundle (protojson: keyid omitted when empty).
+	bundle, _ := json.Marshal(map[string]any{
+		"mediaType":            "application/vnd.dev.sigstore.bundle.v0.3+json",
+		"verificationMaterial": map[string]any{"publicKey": map[string]any{"hint": "x"}},
+		"dsseEnvelope": map[string]any{
+			"payload":     base64.StdEncoding.EncodeToString(e.Payload),
+			"payloadType": e.PayloadType,
+			"signatures": []any{
+				map[string]any{"sig": base64.StdEncoding.EncodeToString(e.Signatures[0].Sig)},
+				map[string]any{"sig": base64.StdEncoding.EncodeToString(e.Signatures[1].Sig)},
+			},
+		},
+	})
+	if !IsBundle(bundle) || IsBundle(env) {
+		t.Fatal("IsBundle")
+	}
+	plain, err := EnvelopeFromBundle(bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fl.v.VerifyReleaseModule(plain, bytes.NewReader(mod)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = EnvelopeFromBundle([]byte(`{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json","messageSignature":{}}`))
+	expectKind(t, err, ErrPayloadType, "message signature")
+	_, err = EnvelopeFromBundle([]byte(`{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json","dsseEnvelope":{"payload":"!"}}`))
+	expectKind(t, err, ErrMalformed)
+	_, err = EnvelopeFromBundle([]byte(`{`))
+	expectKind(t, err, ErrMalformed)
+}

@@ -13,6 +13,8 @@ func init() {
 	register("verify", "verify a signed release and its module against a trust file", verifyCmd)
 }
 
+// The release may also be a sigstore bundle (cosign attest-blob --bundle): its DSSE envelope
+// is verified like any other; its verification material is not used.
 const verifySynopsis = "--trust root.json RELEASE.dsse.json MODULE.wasm"
 
 func verifyCmd(ctx context.Context, env *Env, args []string) error {
@@ -44,6 +46,11 @@ func verifyCmd(ctx context.Context, env *Env, args []string) error {
 	rb, err := readFile("release", fs.Arg(0))
 	if err != nil {
 		return opError{"release", err}
+	}
+	if signing.IsBundle(rb) { // cosign v3's default output
+		if rb, err = signing.EnvelopeFromBundle(rb); err != nil {
+			return refused(err)
+		}
 	}
 	f, err := os.Open(fs.Arg(1))
 	if err != nil {

@@ -78,6 +78,10 @@ func TestCosignInterop(t *testing.T) {
 		if !strings.HasPrefix(out, "ok: threshold-alert 1.2.0") {
 			t.Fatal(out)
 		}
+		// cosign v3's default output, a sigstore bundle, verifies too.
+		run("attest-blob", "--key", "cosign.key", "--type", signing.ReleasePredicateType, "--predicate", "predicate.json",
+			"--use-signing-config=false", "--tlog-upload=false", "--bundle", "attestation.bundle.json", "--yes", "m.wasm")
+		must(t, dir, "verify", "--trust", "croot.json", "attestation.bundle.json", "m.wasm")
 		// And it is refused with another module, as any release would be.
 		os.WriteFile(filepath.Join(dir, "other.wasm"), []byte("\x00asm\x01\x00\x00\x00other"), 0o644)
 		refusedWith(t, dir, "digest:", "verify", "--trust", "croot.json", "attestation.json", "other.wasm")
