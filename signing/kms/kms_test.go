@@ -15,13 +15,13 @@ import (
 
 func TestIsRef(t *testing.T) {
 	for ref, want := range map[string]bool{
-		"awskms:///arn:aws:kms:eu-west-1:1:key/abc": true,
+		"awskms:///arn:aws:kms:eu-west-1:1:key/abc":                                   true,
 		"gcpkms://projects/p/locations/l/keyRings/r/cryptoKeys/k/cryptoKeyVersions/1": true,
-		"azurekms://vault.vault.azure.net/key":      true,
-		"hashivault://release":                      true,
-		"release.key":                               false,
-		"fakekms://x":                               false, // test-only provider: not accepted
-		"plugin://x":                                false, // never run sigstore's CLI plugins
+		"azurekms://vault.vault.azure.net/key":                                        true,
+		"hashivault://release":                                                        true,
+		"release.key":                                                                 false,
+		"fakekms://x":                                                                 false, // test-only provider: not accepted
+		"plugin://x":                                                                  false, // never run sigstore's CLI plugins
 	} {
 		if got := IsRef(ref); got != want {
 			t.Errorf("IsRef(%q) = %v", ref, got)
