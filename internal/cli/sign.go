@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -18,7 +19,8 @@ func init() {
 
 const signSynopsis = `--key KEY|KMS-URI [--key ...] --manifest M MODULE.wasm -o release.dsse.json
        wasmfleet sign --key KEY --add-signature release.dsse.json [MODULE.wasm] [-o OUT]
-       wasmfleet sign --predicate --manifest M MODULE.wasm [-o predicate.json]`
+       wasmfleet sign --predicate --manifest M MODULE.wasm [-o predicate.json]
+       wasmfleet sign --key ROLLOUT-KEY --desired desired.json [-o desired.dsse.json]`
 
 func signCmd(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "sign", signSynopsis)
@@ -28,9 +30,13 @@ func signCmd(ctx context.Context, env *Env, args []string) error {
 	out := fs.String("o", "", "output file (default: stdout; with --add-signature, the release itself)")
 	add := fs.String("add-signature", "", "countersign this existing release instead of making one")
 	predicate := fs.Bool("predicate", false, "write only the release predicate, for `cosign attest-blob --type "+signing.ReleasePredicateType+" --predicate`")
+	desired := fs.String("desired", "", "sign this desired-state document (JSON, see signing.Desired) with rollout keys instead")
 	pwFile := fs.String("password-file", "", "read key passwords from this file")
 	if err := parse(fs, permute(fs, args)); err != nil {
 		return err
+	}
+	if *desired != "" {
+		return signDesired(ctx, env, *desired, keyRefs, fs.Args(), *out, *pwFile)
 	}
 	if *add != "" {
 		return countersign(ctx, env, *add, keyRefs, fs.Args(), *out, *pwFile)
@@ -129,6 +135,39 @@ func countersign(ctx context.Context, env *Env, path string, keyRefs []string, r
 			n = len(e.Signatures)
 		}
 		fmt.Fprintf(env.Stdout, "countersigned %s %s with %s -> %s (%d signatures)\n", r.Manifest.Name, r.Manifest.Version, shortIDs(ids), out, n)
+	}
+	return nil
+}
+
+// signDesired signs a desired-state document written as JSON. The rollout controller uses
+// signing.SignDesired directly; this is for operators and tests.
+func signDesired(ctx context.Context, env *Env, path string, keyRefs, rest []string, out, pwFile string) error {
+	if len(keyRefs) == 0 || len(rest) != 0 {
+		return usagef("sign --desired needs --key and no other argument")
+	}
+	b, err := readFile("--desired", path)
+	if err != nil {
+		return opError{"desired", err}
+	}
+	var d signing.Desired
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&d); err != nil {
+		return opError{"malformed", fmt.Errorf("%s: %w", path, err)}
+	}
+	signers, ids, err := loadSigners(ctx, env, keyRefs, pwFile)
+	if err != nil {
+		return err
+	}
+	nb, err := signing.SignDesired(ctx, &d, signers...)
+	if err != nil {
+		return refused(err)
+	}
+	if err := writeOut(env, out, nb, 0o644); err != nil {
+		return opError{"write", err}
+	}
+	if out != "" && out != "-" {
+		fmt.Fprintf(env.Stdout, "signed desired state for %s, sequence %d, %d modules, with %s -> %s\n", d.Target, d.Sequence, len(d.Modules), shortIDs(ids), out)
 	}
 	return nil
 }

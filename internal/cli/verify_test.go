@@ -158,3 +158,24 @@ func TestKeygenRefusesOverwrite(t *testing.T) {
 		t.Fatalf("k.key mode: %v %v", fi.Mode(), err)
 	}
 }
+
+func TestDesiredCLI(t *testing.T) {
+	dir := setup(t)
+	must(t, dir, "sign", "--key", "rel1.key", "--key", "rel2.key", "--manifest", "m.yaml", "m.wasm", "-o", "rel.json")
+	out := must(t, dir, "verify", "--trust", "root.json", "rel.json", "m.wasm")
+	sha := strings.Fields(strings.SplitN(out, "sha256:", 2)[1])[0]
+	doc := `{"target":{"group":"lab"},"sequence":5,"expires":"2099-01-01T00:00:00Z","modules":[
+	  {"release":{"name":"threshold-alert","version":"1.2.0","sha256":"` + sha + `","size":3008},"rollout":"r-1","wave_percent":100}]}`
+	os.WriteFile(filepath.Join(dir, "d.json"), []byte(doc), 0o644)
+	must(t, dir, "sign", "--key", "rollout.key", "--desired", "d.json", "-o", "d.dsse.json")
+	out = must(t, dir, "verify", "--trust", "root.json", "--desired", "d.dsse.json", "--group", "lab", "--as", "pi-1")
+	if !strings.Contains(out, "sequence 5") || !strings.Contains(out, "pi-1 runs 1.2.0") {
+		t.Fatalf("verify --desired: %s", out)
+	}
+	refusedWith(t, dir, "replay:", "verify", "--trust", "root.json", "--desired", "d.dsse.json", "--group", "lab", "--last-seq", "5")
+	refusedWith(t, dir, "wrong-target:", "verify", "--trust", "root.json", "--desired", "d.dsse.json", "--group", "barn")
+	must(t, dir, "sign", "--key", "rel1.key", "--desired", "d.json", "-o", "bad.dsse.json")
+	refusedWith(t, dir, "unknown-key:", "verify", "--trust", "root.json", "--desired", "bad.dsse.json", "--group", "lab")
+	os.WriteFile(filepath.Join(dir, "inv.json"), []byte(strings.Replace(doc, `"wave_percent":100`, `"wave_percent":101`, 1)), 0o644)
+	refusedWith(t, dir, "invalid:", "sign", "--key", "rollout.key", "--desired", "inv.json", "-o", "x.json")
+}
