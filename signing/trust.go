@@ -193,6 +193,15 @@ func (t *Trust) build() error {
 		sort.Strings(ro.ids)
 		t.roles[rs.name] = ro
 	}
+	// Rollout keys are online: one that also held root or release would let whoever steals
+	// the controller's key sign new code or a new trust file.
+	for _, id := range t.roles[RoleRollout].ids {
+		for _, other := range []string{RoleRoot, RoleRelease} {
+			if _, ok := t.roles[other].pubs[id]; ok {
+				return invalid("key %s holds both the rollout and the %s role; rollout keys are online and must hold no other role", keys.Short(id), other)
+			}
+		}
+	}
 	return nil
 }
 

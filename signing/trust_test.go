@@ -130,6 +130,8 @@ func TestTrustFileRules(t *testing.T) {
 		}, "has id"},
 		{"unknown key id in role", func(f *TrustFile) { f.Roles.Root.KeyIDs[0] = idOf(t, fl.stranger) }, "not in keys"},
 		{"no rollout role", func(f *TrustFile) { f.Roles.Rollout = Role{} }, "rollout has 0 keys"},
+		{"rollout key is a release key", func(f *TrustFile) { f.Roles.Rollout.KeyIDs = append(f.Roles.Rollout.KeyIDs, f.Roles.Release.KeyIDs[0]) }, "must hold no other role"},
+		{"rollout key is a root key", func(f *TrustFile) { f.Roles.Rollout.KeyIDs = f.Roles.Root.KeyIDs }, "must hold no other role"},
 		{"algorithm mislabelled", func(f *TrustFile) {
 			id := f.Roles.Root.KeyIDs[0]
 			k := f.Keys[id]

@@ -15,6 +15,13 @@ type Verifier struct {
 	Now func() time.Time
 }
 
+func (v *Verifier) check() error {
+	if v.Trust == nil {
+		return fmt.Errorf("verifier has no trust file")
+	}
+	return v.Trust.CheckExpiry(v.now())
+}
+
 func (v *Verifier) now() time.Time {
 	if v.Now != nil {
 		return v.Now()
@@ -27,7 +34,7 @@ func (v *Verifier) now() time.Time {
 // are valid. The module itself is checked with Release.VerifyModule (or use
 // VerifyReleaseModule).
 func (v *Verifier) VerifyRelease(envelope []byte) (*Release, error) {
-	if err := v.Trust.CheckExpiry(v.now()); err != nil {
+	if err := v.check(); err != nil {
 		return nil, err
 	}
 	env, err := ParseEnvelope(envelope)
@@ -68,7 +75,7 @@ func (v *Verifier) VerifyReleaseModule(envelope []byte, wasm io.Reader) (*Releas
 // expired.
 func (v *Verifier) VerifyDesired(envelope []byte, want Target, lastApplied uint64) (*Desired, error) {
 	now := v.now()
-	if err := v.Trust.CheckExpiry(now); err != nil {
+	if err := v.check(); err != nil {
 		return nil, err
 	}
 	env, err := ParseEnvelope(envelope)

@@ -49,11 +49,13 @@ func TestKMSSigner(t *testing.T) {
 	f := &signing.TrustFile{Version: 1, Expires: time.Now().Add(time.Hour), Keys: map[string]signing.TrustKey{}}
 	rootID, rootKey, _ := signing.NewTrustKey(rootPriv.Public())
 	relID, relKey, _ := signing.NewTrustKey(relPriv.Public())
-	f.Keys[rootID], f.Keys[relID] = rootKey, relKey
+	rollPriv, _ := keys.Generate(keys.ECDSAP256)
+	rollID, rollKey, _ := signing.NewTrustKey(rollPriv.Public())
+	f.Keys[rootID], f.Keys[relID], f.Keys[rollID] = rootKey, relKey, rollKey
 	f.Roles = signing.Roles{
 		Root:    signing.Role{KeyIDs: []string{rootID}, Threshold: 1},
 		Release: signing.Role{KeyIDs: []string{relID}, Threshold: 1},
-		Rollout: signing.Role{KeyIDs: []string{rootID}, Threshold: 1},
+		Rollout: signing.Role{KeyIDs: []string{rollID}, Threshold: 1},
 	}
 	trustEnv, err := signing.SignTrust(ctx, f, root)
 	if err != nil {
