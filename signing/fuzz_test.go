@@ -18,6 +18,9 @@ func FuzzEnvelope(f *testing.F) {
 	f.Add([]byte(`{"payloadType":"x","payload":"e30=","signatures":[{"keyid":"","sig":"AA=="}]}`))
 	f.Add([]byte(`{"payloadType":"x","payload":"e30","signatures":[{"sig":"-_8="}]}`))
 	f.Add([]byte(`[]`))
+	for _, c := range malformedCases(fl.trustEnv) {
+		f.Add([]byte(c.env))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		e, err := ParseEnvelope(data)
 		if err != nil {

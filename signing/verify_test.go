@@ -231,25 +231,7 @@ func statementWith(t *testing.T, env []byte, f func(map[string]any)) []byte {
 func TestMalformed(t *testing.T) {
 	fl := newFleet(t)
 	good := fl.signRelease(t, fl.manifest, wasm(100, 1), fl.release[0], fl.release[1])
-	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
-	for _, c := range []struct {
-		name, env string
-		words     []string
-	}{
-		{"empty", "", nil},
-		{"not JSON", "hello", nil},
-		{"PEM instead of JSON", "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", nil},
-		{"JSON array", "[]", nil},
-		{"truncated", string(good[:len(good)/2]), nil},
-		{"trailing data", string(good) + "{}", []string{"after"}},
-		{"unknown field", `{"payloadType":"x","payload":"","signatures":[{"sig":"AA=="}],"extra":1}`, []string{"extra"}},
-		{"no payloadType", `{"payload":"` + b64("{}") + `","signatures":[{"sig":"AA=="}]}`, []string{"payloadType"}},
-		{"no signatures", `{"payloadType":"` + ReleasePayloadType + `","payload":"` + b64("{}") + `","signatures":[]}`, []string{"no signatures"}},
-		{"bad payload base64", `{"payloadType":"` + ReleasePayloadType + `","payload":"!!!","signatures":[{"sig":"AA=="}]}`, []string{"base64"}},
-		{"bad sig base64", `{"payloadType":"` + ReleasePayloadType + `","payload":"` + b64("{}") + `","signatures":[{"sig":"%%%"}]}`, []string{"base64"}},
-		{"payload is a number", `{"payloadType":"` + ReleasePayloadType + `","payload":5,"signatures":[{"sig":"AA=="}]}`, nil},
-		{"huge", `{"payloadType":"` + strings.Repeat("a", MaxEnvelopeSize) + `"}`, []string{"bytes"}},
-	} {
+	for _, c := range malformedCases(good) {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := fl.v.VerifyRelease([]byte(c.env))
 			expectKind(t, err, ErrMalformed, c.words...)
@@ -440,4 +422,30 @@ func TestBundle(t *testing.T) {
 	expectKind(t, err, ErrMalformed)
 	_, err = EnvelopeFromBundle([]byte(`{`))
 	expectKind(t, err, ErrMalformed)
+}
+
+type malformedCase struct {
+	name, env string
+	words     []string
+}
+
+// malformedCases are envelopes every parser must refuse as ErrMalformed (given a good
+// envelope to cut up). They also seed FuzzEnvelope.
+func malformedCases(good []byte) []malformedCase {
+	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+	return []malformedCase{
+		{"empty", "", nil},
+		{"not JSON", "hello", nil},
+		{"PEM instead of JSON", "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", nil},
+		{"JSON array", "[]", nil},
+		{"truncated", string(good[:len(good)/2]), nil},
+		{"trailing data", string(good) + "{}", []string{"after"}},
+		{"unknown field", `{"payloadType":"x","payload":"","signatures":[{"sig":"AA=="}],"extra":1}`, []string{"extra"}},
+		{"no payloadType", `{"payload":"` + b64("{}") + `","signatures":[{"sig":"AA=="}]}`, []string{"payloadType"}},
+		{"no signatures", `{"payloadType":"` + ReleasePayloadType + `","payload":"` + b64("{}") + `","signatures":[]}`, []string{"no signatures"}},
+		{"bad payload base64", `{"payloadType":"` + ReleasePayloadType + `","payload":"!!!","signatures":[{"sig":"AA=="}]}`, []string{"base64"}},
+		{"bad sig base64", `{"payloadType":"` + ReleasePayloadType + `","payload":"` + b64("{}") + `","signatures":[{"sig":"%%%"}]}`, []string{"base64"}},
+		{"payload is a number", `{"payloadType":"` + ReleasePayloadType + `","payload":5,"signatures":[{"sig":"AA=="}]}`, nil},
+		{"huge", `{"payloadType":"` + strings.Repeat("a", MaxEnvelopeSize) + `"}`, []string{"bytes"}},
+	}
 }
