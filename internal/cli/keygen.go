@@ -6,13 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/sigstore/sigstore/pkg/signature/options"
 	"golang.org/x/term"
 
+	"github.com/wasmfleet/wasmfleet/internal/atomicfile"
 	"github.com/wasmfleet/wasmfleet/signing/keys"
 	"github.com/wasmfleet/wasmfleet/signing/kms"
 )
@@ -73,10 +73,10 @@ func keygenCmd(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return opError{"keygen", err}
 	}
-	if err := writeFileAtomic(keyPath, privPEM, 0o600); err != nil {
+	if err := atomicfile.Write(keyPath, privPEM, 0o600); err != nil {
 		return opError{"write", err}
 	}
-	if err := writeFileAtomic(pubPath, pubPEM, 0o644); err != nil {
+	if err := atomicfile.Write(pubPath, pubPEM, 0o644); err != nil {
 		return opError{"write", err}
 	}
 	fmt.Fprintf(env.Stdout, "wrote %s and %s (%s, key id %s)\n", keyPath, pubPath, *algo, id)
@@ -203,44 +203,13 @@ func loadPublic(ctx context.Context, ref string) (crypto.PublicKey, error) {
 	return pub, nil
 }
 
-// writeFileAtomic writes data to path through a temporary file in the same directory,
-// synced and renamed into place, so that readers never see half a file.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err == nil {
-		err = f.Chmod(perm)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
-}
-
 // writeOut writes data to path, or to stdout when path is "" or "-".
 func writeOut(env *Env, path string, data []byte, perm os.FileMode) error {
 	if path == "" || path == "-" {
 		_, err := env.Stdout.Write(data)
 		return err
 	}
-	return writeFileAtomic(path, data, perm)
+	return atomicfile.Write(path, data, perm)
 }
 
 // multiFlag is a repeatable string flag.
