@@ -72,4 +72,13 @@ clang "${cflags[@]}" -mexec-model=reactor -nostdlib \
   -o "$(dst $ex/threshold-alert/threshold-alert.wasm)" \
   $ex/threshold-alert/threshold-alert.c "$wasi_sysroot/crt1-reactor.o"
 
+# Go reactors: -buildmode=c-shared exports _initialize; -trimpath and an empty build id keep
+# the bytes independent of where the tree is checked out.
+gowasm() { # gowasm NAME
+  GOOS=wasip1 GOARCH=wasm CGO_ENABLED=0 \
+    go build -trimpath -buildvcs=false -buildmode=c-shared -ldflags='-s -w -buildid=' \
+    -o "$(dst $ex/$1/$1.wasm)" ./$ex/$1
+}
+gowasm moving-average
+
 echo "ok: built into $out"
