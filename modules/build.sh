@@ -72,6 +72,10 @@ clang "${cflags[@]}" -mexec-model=reactor -nostdlib \
   -o "$(dst $ex/threshold-alert/threshold-alert.wasm)" \
   $ex/threshold-alert/threshold-alert.c "$wasi_sysroot/crt1-reactor.o"
 
+# c-to-f: a wasi-command (plain main) with ordinary wasi-libc.
+clang "${cflags[@]}" -Wl,--strip-all \
+  -o "$(dst $ex/c-to-f/c-to-f.wasm)" $ex/c-to-f/c-to-f.c
+
 # Go reactors: -buildmode=c-shared exports _initialize; -trimpath and an empty build id keep
 # the bytes independent of where the tree is checked out.
 gowasm() { # gowasm NAME
