@@ -2,12 +2,18 @@ package modules_test
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/rs/zerolog"
+
+	"github.com/wasmfleet/wasmfleet/agent/kv"
+	"github.com/wasmfleet/wasmfleet/agent/sandbox"
 	"github.com/wasmfleet/wasmfleet/modules"
 )
 
@@ -155,4 +161,87 @@ func build(t *testing.T) string {
 		t.Fatalf("build.sh: %v\n%s", err, b)
 	}
 	return out
+}
+
+// TestExamplesRun runs the committed example modules in the agent's sandbox, as a device
+// "dev-7" would, and checks what they publish.
+func TestExamplesRun(t *testing.T) {
+	store, err := kv.Open(t.TempDir(), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	rt, err := sandbox.New(ctx, sandbox.Config{DeviceID: "dev-7", KV: store, WorkDir: t.TempDir(), MaxModuleSize: 8 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close(ctx)
+
+	type event struct {
+		payload string
+		want    string // "topic payload", "" for nothing published, "error" for a handler failure
+	}
+	for _, tc := range []struct {
+		name   string
+		events []event
+	}{
+		{"threshold-alert", []event{
+			{`{"value": 31.2}`, `alerts/dev-7/temperature {"device":"dev-7","value":31.2,"threshold":30.5}`},
+			{`{"temperature":30.6}`, `alerts/dev-7/temperature {"device":"dev-7","value":30.6,"threshold":30.5}`},
+			{`{"value": 30.5}`, ``},
+			{`{"value": -3, "unit": "C"}`, ``},
+			{`{"value": 31.2`, `error`},
+			{`not json`, `error`},
+			{`{"humidity": 40}`, `error`},
+		}},
+		{"echo", []event{
+			{`hello`, `echo/dev-7 hello`},
+			{``, `echo/dev-7 `},
+		}},
+		{"c-to-f", []event{
+			{`{"celsius": 20}`, `converted/dev-7 {"fahrenheit":68}`},
+			{`{"celsius": -40}`, `converted/dev-7 {"fahrenheit":-40}`},
+			{`{"kelvin": 1}`, `error`},
+		}},
+		{"moving-average", []event{
+			{`{"value": 10}`, `averages/dev-7 {"device":"dev-7","average":10,"count":1}`},
+			{`{"value": 20}`, `averages/dev-7 {"device":"dev-7","average":15,"count":2}`},
+			{`{"value": "x"}`, `error`}, // fails, so nothing is stored
+			{`{"temperature": 30}`, `averages/dev-7 {"device":"dev-7","average":20,"count":3}`},
+			{`{"value": 40}`, `averages/dev-7 {"device":"dev-7","average":25,"count":4}`},
+			{`{"value": 50}`, `averages/dev-7 {"device":"dev-7","average":30,"count":5}`},
+			{`{"value": 60}`, `averages/dev-7 {"device":"dev-7","average":40,"count":5}`},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(examplesDir, tc.name)
+			m := parseFile(t, filepath.Join(dir, "manifest.yaml"))
+			wasm, err := os.ReadFile(filepath.Join(dir, tc.name+".wasm"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			mod, err := rt.Load(ctx, wasm, m)
+			if err != nil {
+				t.Fatalf("load: %v", err)
+			}
+			defer mod.Close(ctx)
+			for _, ev := range tc.events {
+				res, err := mod.Handle(ctx, sandbox.Event{Topic: "sensors/dev-7/temperature", Payload: []byte(ev.payload)})
+				var got []string
+				switch {
+				case errors.Is(err, sandbox.ErrHandler):
+					got = []string{"error"}
+				case err != nil:
+					t.Fatalf("%s: %v", ev.payload, err)
+				default:
+					for _, p := range res.Publishes {
+						got = append(got, p.Topic+" "+string(p.Payload))
+					}
+				}
+				if g := strings.Join(got, "\n"); g != ev.want {
+					t.Errorf("%s: got %q, want %q", ev.payload, g, ev.want)
+				}
+			}
+		})
+	}
 }
