@@ -1,6 +1,9 @@
 ;; handle starts a loop-free call tree of 2^60 calls: $f calls itself twice, depth 60.
 ;; There is no loop instruction anywhere in this module, so wazero's WithCloseOnContextDone
 ;; (which checks at loop headers only) cannot stop it; the host must instrument calls.
+;; Also run it while another goroutine calls runtime.GC() in a loop: compiled wasm cannot be
+;; preempted by the Go scheduler, so a stop-the-world that waits for this goroutine must not
+;; also be what the timeout needs in order to fire (observed: the whole process froze).
 ;; Build: wat2wasm exp-recursion.wat -o exp-recursion.wasm  (or: bash modules/build.sh)
 ;; Expected: Handle fails with ErrTimeout after 50ms.
 (module

@@ -1,4 +1,7 @@
 ;; handle spins forever in a loop.
+;; Also run it while another goroutine calls runtime.GC() in a loop: compiled wasm cannot be
+;; preempted by the Go scheduler, so a stop-the-world that waits for this goroutine must not
+;; also be what the timeout needs in order to fire (observed: the whole process froze).
 ;; Build: wat2wasm infinite-loop.wat -o infinite-loop.wasm  (or: bash modules/build.sh)
 ;; Expected: Handle fails with ErrTimeout after limits.timeout (50ms); the agent goes on.
 (module
