@@ -179,6 +179,7 @@ type event struct {
 	violation   error
 	interrupted atomic.Bool
 	global      api.MutableGlobal
+	depth       api.Global
 }
 
 // fail records the first violation and stops the guest at its next check.
@@ -268,6 +269,7 @@ func (m *Module) run(ctx context.Context, st *event, start time.Time) error {
 	g, _ := inst.ExportedGlobal(rewrite.InterruptExport).(api.MutableGlobal)
 	st.mu.Lock()
 	st.global = g
+	st.depth = inst.ExportedGlobal(rewrite.DepthExport)
 	already := st.violation != nil || st.interrupted.Load()
 	st.mu.Unlock()
 	if already || g == nil {
@@ -338,11 +340,12 @@ func (e *event) classify(err error) error {
 			return nil
 		}
 		return fmt.Errorf("%w: exit code %d", ErrHandler, exit.ExitCode())
+	case e.mem.hit:
+		// Root cause first: a guest refused memory that then traps or spins is out of memory.
+		return fmt.Errorf("%w: needed more than %s of memory (%v)", ErrMemoryLimit, e.m.limits.Memory, firstLine(err))
 	case e.interrupted.Load():
 		return fmt.Errorf("%w: still running after %s", ErrTimeout, e.m.limits.Timeout)
-	case e.mem.hit:
-		return fmt.Errorf("%w: needed more than %s of memory (%v)", ErrMemoryLimit, e.m.limits.Memory, firstLine(err))
-	case strings.Contains(err.Error(), "stack overflow"):
+	case e.depth != nil && e.depth.Get() > rewrite.StackBudget, strings.Contains(err.Error(), "stack overflow"):
 		return fmt.Errorf("%w: %v", ErrStackOverflow, firstLine(err))
 	case errors.Is(err, ErrHandler):
 		return err

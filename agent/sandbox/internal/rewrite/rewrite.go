@@ -25,7 +25,16 @@ import (
 const (
 	InterruptExport = "__wasmfleet_interrupt"
 	StartExport     = "__wasmfleet_start"
+	DepthExport     = "__wasmfleet_depth"
 )
+
+// StackBudget bounds the call stack of one instance, in units of roughly one native stack
+// slot: each call adds its function's weight (2 + params + locals + code bytes / 8) on entry
+// and takes it off on exit. Past the budget the call traps and the depth global, exported as
+// DepthExport, stays above StackBudget, which is how the host tells a stack overflow from
+// other traps. Without it wazero's compiler grows a deep recursion's stack to about 100 MB
+// per instance before it gives up.
+const StackBudget = 1 << 18
 
 // MaxTableElements bounds tables (declared minimum and growth), so that a module cannot make
 // the host allocate a huge table.
@@ -116,11 +125,31 @@ func Instrument(wasm []byte) (*Result, error) {
 
 	res := &Result{}
 	var importedGlobals, definedGlobals uint32
+	var types []funcType
+	var funcTypes []uint32 // type index of each defined function
 	start := int64(-1)
 	var exportNames []string
 	for _, s := range secs {
 		r := &reader{b: s.body}
 		switch s.id {
+		case secType:
+			n := r.u32()
+			for i := uint32(0); i < n && r.err == nil; i++ {
+				if form := r.byte(); form != 0x60 {
+					return nil, malformed("type %d has form 0x%02x (only function types are supported)", i, form)
+				}
+				var ft funcType
+				ft.params = r.u32()
+				r.bytes(int(ft.params))
+				nr := r.u32()
+				ft.results = append([]byte(nil), r.bytes(int(nr))...)
+				types = append(types, ft)
+			}
+		case secFunction:
+			n := r.u32()
+			for i := uint32(0); i < n && r.err == nil; i++ {
+				funcTypes = append(funcTypes, r.u32())
+			}
 		case secImport:
 			n := r.u32()
 			for i := uint32(0); i < n && r.err == nil; i++ {
@@ -188,8 +217,25 @@ func Instrument(wasm []byte) (*Result, error) {
 			return nil, malformed("module exports the reserved name %q", n)
 		}
 	}
-	interrupt := importedGlobals + definedGlobals // index of the global we add
+	for _, n := range exportNames {
+		if n == DepthExport {
+			return nil, malformed("module exports the reserved name %q", n)
+		}
+	}
+	interrupt := importedGlobals + definedGlobals // index of the globals we add
+	ins := &instrumenter{interrupt: interrupt, depth: interrupt + 1, types: types, funcTypes: funcTypes, extraTypes: map[string]uint32{}}
 
+	// Instrument the code first: it may need block types that the type section lacks.
+	code := map[int][]byte{}
+	for i, s := range secs {
+		if s.id == secCode {
+			body, err := ins.code(s.body)
+			if err != nil {
+				return nil, err
+			}
+			code[i] = body
+		}
+	}
 	var out []section
 	addedGlobal, addedExport := false, false
 	emitBefore := func(id byte) {
@@ -203,11 +249,13 @@ func Instrument(wasm []byte) (*Result, error) {
 			addedExport = true
 		}
 	}
-	for _, s := range secs {
+	for i, s := range secs {
 		if s.id != secCustom {
 			emitBefore(s.id)
 		}
 		switch s.id {
+		case secType:
+			out = append(out, section{secType, ins.appendTypes(s.body)})
 		case secGlobal:
 			out = append(out, section{secGlobal, appendGlobal(s.body)})
 			addedGlobal = true
@@ -217,11 +265,7 @@ func Instrument(wasm []byte) (*Result, error) {
 		case secStart:
 			res.HasStart = true // dropped: exported as StartExport instead
 		case secCode:
-			body, err := instrumentCode(s.body, interrupt)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, section{secCode, body})
+			out = append(out, section{secCode, code[i]})
 		default:
 			out = append(out, s)
 		}
@@ -244,16 +288,17 @@ func Instrument(wasm []byte) (*Result, error) {
 	return res, nil
 }
 
-// appendGlobal returns a global section body with one more global: (mut i32) = 0.
+// appendGlobal returns a global section body with two more globals, interrupt and depth,
+// both (mut i32) = 0.
 func appendGlobal(body []byte) []byte {
 	r := &reader{b: body}
 	n := uint32(0)
 	if body != nil {
 		n = r.u32()
 	}
-	out := appendU32(nil, n+1)
+	out := appendU32(nil, n+2)
 	out = append(out, body[r.off:]...)
-	return append(out, 0x7F, 0x01, 0x41, 0x00, 0x0B)
+	return append(out, 0x7F, 0x01, 0x41, 0x00, 0x0B, 0x7F, 0x01, 0x41, 0x00, 0x0B)
 }
 
 // appendExports returns an export section body that also exports the interrupt global and,
@@ -264,7 +309,7 @@ func appendExports(body []byte, interrupt uint32, start int64) []byte {
 	if body != nil {
 		n = r.u32()
 	}
-	add := uint32(1)
+	add := uint32(2)
 	if start >= 0 {
 		add++
 	}
@@ -273,6 +318,9 @@ func appendExports(body []byte, interrupt uint32, start int64) []byte {
 	out = appendName(out, InterruptExport)
 	out = append(out, 0x03)
 	out = appendU32(out, interrupt)
+	out = appendName(out, DepthExport)
+	out = append(out, 0x03)
+	out = appendU32(out, interrupt+1)
 	if start >= 0 {
 		out = appendName(out, StartExport)
 		out = append(out, 0x00)
@@ -281,18 +329,61 @@ func appendExports(body []byte, interrupt uint32, start int64) []byte {
 	return out
 }
 
-// check is the code inserted at each function entry and loop head:
-// global.get $interrupt; if; unreachable; end.
-func appendCheck(out []byte, interrupt uint32) []byte {
-	out = append(out, 0x23)
-	out = appendU32(out, interrupt)
-	return append(out, 0x04, 0x40, 0x00, 0x0B)
+type funcType struct {
+	params  uint32
+	results []byte // value types
 }
 
-func instrumentCode(body []byte, interrupt uint32) ([]byte, error) {
+// instrumenter rewrites function bodies.
+type instrumenter struct {
+	interrupt, depth uint32
+	types            []funcType
+	funcTypes        []uint32
+	extraTypes       map[string]uint32 // "[] -> results" types added for wrapper blocks
+	newTypes         [][]byte
+}
+
+// appendTypes returns the type section body with the wrapper block types appended.
+func (in *instrumenter) appendTypes(body []byte) []byte {
+	if len(in.newTypes) == 0 {
+		return body
+	}
 	r := &reader{b: body}
 	n := r.u32()
-	out := appendU32(make([]byte, 0, len(body)+len(body)/8), n)
+	out := appendU32(nil, n+uint32(len(in.newTypes)))
+	out = append(out, body[r.off:]...)
+	for _, results := range in.newTypes {
+		out = append(out, 0x60, 0x00)
+		out = appendU32(out, uint32(len(results)))
+		out = append(out, results...)
+	}
+	return out
+}
+
+// blockType returns the encoding of a block type [] -> results.
+func (in *instrumenter) blockType(results []byte) []byte {
+	switch len(results) {
+	case 0:
+		return []byte{0x40}
+	case 1:
+		return []byte{results[0]}
+	}
+	idx, ok := in.extraTypes[string(results)]
+	if !ok {
+		idx = uint32(len(in.types) + len(in.newTypes))
+		in.extraTypes[string(results)] = idx
+		in.newTypes = append(in.newTypes, append([]byte(nil), results...))
+	}
+	return appendS33(nil, int64(idx))
+}
+
+func (in *instrumenter) code(body []byte) ([]byte, error) {
+	r := &reader{b: body}
+	n := r.u32()
+	if int(n) != len(in.funcTypes) {
+		return nil, malformed("code section has %d bodies for %d functions", n, len(in.funcTypes))
+	}
+	out := appendU32(make([]byte, 0, len(body)+len(body)/4), n)
 	var fn []byte
 	for i := uint32(0); i < n; i++ {
 		size := r.u32()
@@ -300,8 +391,12 @@ func instrumentCode(body []byte, interrupt uint32) ([]byte, error) {
 		if r.err != nil {
 			return nil, fmt.Errorf("code of function %d: %w", i, r.err)
 		}
+		ti := in.funcTypes[i]
+		if int(ti) >= len(in.types) {
+			return nil, malformed("function %d has type %d, which does not exist", i, ti)
+		}
 		var err error
-		fn, err = instrumentFunc(fn[:0], code, interrupt)
+		fn, err = in.function(fn[:0], code, in.types[ti])
 		if err != nil {
 			return nil, fmt.Errorf("code of function %d: %w", i, err)
 		}
@@ -314,30 +409,70 @@ func instrumentCode(body []byte, interrupt uint32) ([]byte, error) {
 	return out, nil
 }
 
-func instrumentFunc(out, code []byte, interrupt uint32) ([]byte, error) {
+// function rewrites one body: locals; interrupt check; depth += weight; budget check;
+// block { original body, with return turned into a branch out of the block }; depth -= weight.
+func (in *instrumenter) function(out, code []byte, ft funcType) ([]byte, error) {
 	r := &reader{b: code}
 	groups := r.u32()
+	locals := uint64(0)
 	for i := uint32(0); i < groups && r.err == nil; i++ {
-		r.u32()
+		locals += uint64(r.u32())
 		r.byte()
 	}
 	if r.err != nil {
 		return nil, r.err
 	}
+	weight := 2 + uint64(ft.params) + locals + uint64(len(code))/8
+	if weight > StackBudget/16 {
+		return nil, fmt.Errorf("a function needs %d stack units, more than the %d one call may take", weight, StackBudget/16)
+	}
 	out = append(out, code[:r.off]...)
-	out = appendCheck(out, interrupt)
+	out = in.check(out)
+	out = in.addDepth(out, 0x6A, uint32(weight)) // i32.add
+	out = append(out, 0x23)
+	out = appendU32(out, in.depth)
+	out = append(out, 0x41)
+	out = appendS33(out, StackBudget)
+	out = append(out, 0x4B, 0x04, 0x40, 0x00, 0x0B) // i32.gt_u; if; unreachable; end
+	out = append(out, 0x02)                         // block
+	out = append(out, in.blockType(ft.results)...)
+
+	nesting := 0 // open blocks inside the wrapper
 	copied := r.off
 	for !r.done() {
+		at := r.off
 		op := r.byte()
 		switch {
-		case op == 0x03: // loop bt
+		case op == 0x02 || op == 0x04: // block, if
 			r.s33()
+			nesting++
+		case op == 0x03: // loop: check at its head
+			r.s33()
+			nesting++
 			out = append(out, code[copied:r.off]...)
-			out = appendCheck(out, interrupt)
+			out = in.check(out)
 			copied = r.off
+		case op == 0x0B: // end
+			if nesting == 0 {
+				if !r.done() {
+					return nil, malformed("function body continues after its end")
+				}
+				out = append(out, code[copied:at]...)
+				out = append(out, 0x0B) // end of the wrapper block
+				out = in.addDepth(out, 0x6B, uint32(weight))
+				return append(out, 0x0B), nil
+			}
+			nesting--
+		case op == 0x0F: // return: branch to the end of the wrapper instead
+			out = append(out, code[copied:at]...)
+			out = append(out, 0x0C)
+			out = appendU32(out, uint32(nesting))
+			copied = r.off
+		case op == 0x12 || op == 0x13:
+			r.fail("tail calls are not supported")
 		case op == 0x23 || op == 0x24: // global.get / global.set
-			if idx := r.u32(); idx >= interrupt && r.err == nil {
-				return nil, malformed("instruction at %d names global %d, which does not exist", r.off, idx)
+			if idx := r.u32(); idx >= in.interrupt && r.err == nil {
+				return nil, malformed("instruction at %d names global %d, which does not exist", at, idx)
 			}
 		default:
 			skipImmediates(r, op)
@@ -346,7 +481,36 @@ func instrumentFunc(out, code []byte, interrupt uint32) ([]byte, error) {
 			return nil, r.err
 		}
 	}
-	return append(out, code[copied:]...), nil
+	return nil, malformed("function body has no end")
+}
+
+// check appends: global.get $interrupt; if; unreachable; end.
+func (in *instrumenter) check(out []byte) []byte {
+	out = append(out, 0x23)
+	out = appendU32(out, in.interrupt)
+	return append(out, 0x04, 0x40, 0x00, 0x0B)
+}
+
+// addDepth appends: global.set $depth (global.get $depth op weight), op being i32.add or
+// i32.sub.
+func (in *instrumenter) addDepth(out []byte, op byte, weight uint32) []byte {
+	out = append(out, 0x23)
+	out = appendU32(out, in.depth)
+	out = append(out, 0x41)
+	out = appendS33(out, int64(weight))
+	out = append(out, op, 0x24)
+	return appendU32(out, in.depth)
+}
+
+func appendS33(b []byte, v int64) []byte {
+	for {
+		c := byte(v & 0x7F)
+		v >>= 7
+		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
+			return append(b, c)
+		}
+		b = append(b, c|0x80)
+	}
 }
 
 // skipImmediates advances r past the immediates of opcode op.
