@@ -471,4 +471,3 @@ func TestStatsCountFailuresByKind(t *testing.T) {
 		t.Fatalf("stats = %+v", s)
 	}
 }
-
