@@ -3,15 +3,22 @@
 // a pristine instance, nothing granted that the manifest does not list, and per-instance
 // limits that hold for every kind of guest code.
 //
-// # How a deadline reaches loop-free code
+// # How a deadline reaches every guest
 //
 // wazero's WithCloseOnContextDone checks only at loop heads, so a call tree without loops
-// (exponential recursion, say) runs on past any deadline. Before compiling, the module is
-// rewritten (internal/rewrite) so that every function entry and every loop head tests an
-// interrupt global that the host sets when the deadline passes; the start function is moved
-// to an export so that it too runs under the deadline. The test costs one load and a branch
-// and works on both wazero engines (the compiler on amd64/arm64, the interpreter on 32-bit
-// ARM).
+// (exponential recursion, say) runs on past any deadline; and compiled guest code cannot be
+// preempted by the Go scheduler, so a guest that never calls into Go holds its thread
+// against every stop-the-world garbage collection, which stalls the whole agent, the timer
+// meant to stop it included. Before compiling, the module is therefore rewritten
+// (internal/rewrite): every function entry and loop head counts down a fuel global and, when
+// it runs out, calls the host's yield function. Yield runs on the event's own goroutine; it
+// ends the call when the deadline has passed, the caller's context has ended or a host
+// function recorded a violation, and otherwise refills the fuel, sized so that the guest
+// comes back every 0.1 to 1 ms whatever the engine and machine. No other goroutine ever
+// touches a running guest. The start function is moved to an export so that it too runs
+// under the deadline, and a stack budget ends deep recursion as ErrStackOverflow long before
+// wazero's own 400 MB ceiling. All of it works the same on both wazero engines (the compiler
+// on amd64/arm64, the interpreter on 32-bit ARM).
 //
 // # Memory
 //

@@ -23,11 +23,12 @@ var (
 	ErrInvalidModule  = errors.New("invalid-module")
 	ErrPolicy         = errors.New("policy")
 	ErrClosed         = errors.New("closed")
+	ErrCancelled      = errors.New("cancelled") // the caller's context ended the event
 )
 
 var allKinds = []error{ErrTimeout, ErrMemoryLimit, ErrStackOverflow, ErrTrap, ErrHandler,
 	ErrForbiddenTopic, ErrPublishLimit, ErrOutputLimit, ErrQuota, ErrCapability, ErrBadPointer,
-	ErrUnknownImport, ErrModuleTooLarge, ErrInvalidModule, ErrPolicy, ErrClosed}
+	ErrUnknownImport, ErrModuleTooLarge, ErrInvalidModule, ErrPolicy, ErrClosed, ErrCancelled}
 
 // Kind returns the short name of the sandbox error err wraps ("timeout", "trap", ...), or
 // "error" for anything else.

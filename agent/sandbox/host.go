@@ -12,6 +12,7 @@ import (
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/wasmfleet/wasmfleet/agent/kv"
+	"github.com/wasmfleet/wasmfleet/agent/sandbox/internal/rewrite"
 	"github.com/wasmfleet/wasmfleet/protocol/topic"
 )
 
@@ -127,6 +128,20 @@ func instantiateHost(ctx context.Context, rt wazero.Runtime) (api.Module, error)
 			Export(h.name)
 	}
 	return b.Instantiate(ctx)
+}
+
+// instantiateYield instantiates the import that the rewrite adds to every module.
+func instantiateYield(ctx context.Context, rt wazero.Runtime) (api.Module, error) {
+	return rt.NewHostModuleBuilder(rewrite.YieldModule).NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, _ []uint64) {
+			e, ok := ctx.Value(eventKey{}).(*event)
+			if !ok {
+				panic(fmt.Errorf("%w: guest code ran outside an event", ErrTrap))
+			}
+			e.yield(ctx, mod)
+		}), nil, nil).
+		Export(rewrite.YieldName).
+		Instantiate(ctx)
 }
 
 // stop ends the event with err: it is recorded and the host function panics, which wazero

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -113,5 +114,66 @@ func TestHostileLeakStateSeesPristineInstances(t *testing.T) {
 				t.Fatalf("interpreter=%v event %d saw %q", interp, i, got)
 			}
 		}
+	}
+}
+
+// TestRunawayGuestsUnderGarbageCollection runs the guests that never stop on their own while
+// another goroutine forces garbage collections without pause. Compiled guest code cannot be
+// preempted, so a guest that never entered Go would stall every stop-the-world pause, the
+// deadline timer with it, and so the whole agent. One at a time, each must still end with
+// ErrTimeout within deadline + 10 ms; sixteen at once on this machine's few cores, all must
+// end with ErrTimeout (late by the Go scheduler's time slices, but they end), on both engines.
+func TestRunawayGuestsUnderGarbageCollection(t *testing.T) {
+	for _, interp := range []bool{false, true} {
+		r := newRuntime(t, Config{Interpreter: interp})
+		var mods []*Module
+		for _, name := range []string{"infinite-loop", "exp-recursion", "start-never-returns", "start-recursion"} {
+			wasm, m := hostile(t, name)
+			m.Limits.Concurrency = 4
+			mods = append(mods, load(t, r, wasm, m))
+		}
+		stop := make(chan struct{})
+		gcDone := make(chan struct{})
+		go func() {
+			defer close(gcDone)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					runtime.GC()
+				}
+			}
+		}()
+		run := func(mod *Module, limit time.Duration) error {
+			start := time.Now()
+			_, err := mod.Handle(context.Background(), Event{Topic: "in"})
+			took := time.Since(start)
+			switch {
+			case !errors.Is(err, ErrTimeout):
+				return fmt.Errorf("%s: %v, want %v", mod.Manifest().Name, err, ErrTimeout)
+			case took > limit:
+				return fmt.Errorf("%s: took %v, more than %v", mod.Manifest().Name, took, limit)
+			}
+			return nil
+		}
+		for _, mod := range mods {
+			if err := run(mod, time.Duration(mod.Limits().Timeout)+10*time.Millisecond); err != nil {
+				t.Errorf("interpreter=%v, alone: %v", interp, err)
+			}
+		}
+		errs := make(chan error, 4*len(mods))
+		for _, mod := range mods {
+			for i := 0; i < 4; i++ {
+				go func() { errs <- run(mod, time.Second) }()
+			}
+		}
+		for i := 0; i < cap(errs); i++ {
+			if err := <-errs; err != nil {
+				t.Errorf("interpreter=%v, sixteen at once: %v", interp, err)
+			}
+		}
+		close(stop)
+		<-gcDone
 	}
 }

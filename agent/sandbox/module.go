@@ -63,6 +63,7 @@ type Module struct {
 	slots    chan struct{}
 
 	invocations, failures, logsDropped atomic.Uint64
+	refill                             atomic.Int32 // see event.yield
 	mu                                 sync.Mutex
 	byKind                             map[string]uint64
 }
@@ -106,6 +107,7 @@ func (r *Runtime) newModule(compiled wazero.CompiledModule, inst *rewrite.Result
 		slots:  make(chan struct{}, limits.Concurrency),
 		byKind: map[string]uint64{},
 	}
+	mod.refill.Store(rewrite.YieldEvery)
 	if m.Capabilities.KV != nil {
 		if r.cfg.KV == nil {
 			return nil, fmt.Errorf("%w: module asks for kv and this runtime has no kv store", ErrPolicy)
@@ -164,47 +166,84 @@ func (m *Module) Close(ctx context.Context) error { return m.compiled.Close(ctx)
 type eventKey struct{}
 
 // event is the state of one running event, reached by host functions through the context.
+// Everything here runs on the goroutine that called Handle: the guest, the host functions it
+// calls and yield. No other goroutine touches a running guest, which is what keeps the
+// interpreter's globals and memory free of data races.
 type event struct {
-	m       *Module
-	ev      Event
-	tx      *kv.Tx
-	mem     limitedMemory
-	rng     fakeRand
-	out     []Message
-	outSize int
-	stdout  outputBuffer
-	logs    int
-
-	mu          sync.Mutex
-	violation   error
-	interrupted atomic.Bool
-	global      api.MutableGlobal
+	m           *Module
+	ev          Event
+	tx          *kv.Tx
+	mem         limitedMemory
+	rng         fakeRand
+	out         []Message
+	outSize     int
+	stdout      outputBuffer
+	logs        int
+	deadline    time.Time // by the wall clock, whatever Config.Now says
+	ctxDeadline time.Time // the caller's, if it has one
+	fuel        api.MutableGlobal
+	refill      int32 // fuel given at each yield, adapted to the guest's speed
+	lastYield   time.Time
 	depth       api.Global
+
+	violation error // the first reason the event must end
+	timedOut  bool
 }
 
-// fail records the first violation and stops the guest at its next check.
+// fail records the first violation; the guest stops at its next yield, or at once when a
+// host function calls stop.
 func (e *event) fail(err error) {
-	e.mu.Lock()
 	if e.violation == nil {
 		e.violation = err
 	}
-	g := e.global
-	e.mu.Unlock()
-	if g != nil {
-		g.Set(1)
+	if e.fuel != nil {
+		e.fuel.Set(0)
 	}
 }
 
-// interrupt stops the guest at its next function entry or loop head.
-func (e *event) interrupt() {
-	e.interrupted.Store(true)
-	e.mu.Lock()
-	g := e.global
-	e.mu.Unlock()
-	if g != nil {
-		g.Set(1)
+// yield is called by the guest whenever its fuel runs out: at least every
+// rewrite.YieldEvery function entries and loop iterations. It ends the call if the event
+// failed, its deadline passed or the caller's context ended, and otherwise refills the fuel.
+// Checking the clock here rather than in a timer goroutine means nothing but this goroutine
+// ever touches the guest, and a late timer cannot let a guest overrun.
+func (e *event) yield(ctx context.Context, mod api.Module) {
+	switch {
+	case e.violation != nil:
+	case !time.Now().Before(e.deadline):
+		e.timedOut = true
+		e.violation = fmt.Errorf("%w: still running after %s", ErrTimeout, e.m.limits.Timeout)
+	case ctx.Err() != nil:
+		e.violation = fmt.Errorf("%w: %v", ErrCancelled, context.Cause(ctx))
+	case !e.ctxDeadline.IsZero() && !time.Now().Before(e.ctxDeadline):
+		// The context's own timer may not have run yet when the guest holds the only P.
+		e.violation = fmt.Errorf("%w: %v", ErrCancelled, context.DeadlineExceeded)
+	default:
+		// Size the next refill so that the guest comes back every 100 µs to 1 ms: often
+		// enough for the deadline to hold within a millisecond or two on any engine and
+		// machine (the interpreter on a Pi Zero is a hundred times slower than compiled code
+		// here), rarely enough that yielding costs next to nothing.
+		now := time.Now()
+		switch dt := now.Sub(e.lastYield); {
+		case dt > maxYieldInterval && e.refill > 1:
+			e.refill /= 2
+		case dt < minYieldInterval && e.refill < maxRefill:
+			e.refill *= 2
+		}
+		e.lastYield = now
+		if g, ok := mod.ExportedGlobal(rewrite.FuelExport).(api.MutableGlobal); ok {
+			g.Set(uint64(e.refill))
+		}
+		return
 	}
+	panic(violation{e.violation})
 }
+
+// Bounds of the adaptive fuel refill (see yield).
+const (
+	minYieldInterval = 100 * time.Microsecond
+	maxYieldInterval = time.Millisecond
+	maxRefill        = 1 << 16
+)
 
 // Handle runs one event in a fresh instance and returns its publishes, or an error wrapping
 // one of the Err* kinds. Handle waits (bounded by ctx) for a free slot when
@@ -240,12 +279,8 @@ func (m *Module) Handle(ctx context.Context, ev Event) (*Result, error) {
 }
 
 func (m *Module) run(ctx context.Context, st *event, start time.Time) error {
-	deadline := start.Add(time.Duration(m.limits.Timeout))
-	// The deadline timer and the caller's cancellation both interrupt the guest.
-	timer := time.AfterFunc(time.Until(deadline), st.interrupt)
-	defer timer.Stop()
-	stopCancel := context.AfterFunc(ctx, st.interrupt)
-	defer stopCancel()
+	st.deadline = time.Now().Add(time.Duration(m.limits.Timeout))
+	st.ctxDeadline, _ = ctx.Deadline()
 
 	ictx := context.WithValue(ctx, eventKey{}, st)
 	ictx = experimental.WithMemoryAllocator(ictx, &st.mem)
@@ -266,15 +301,16 @@ func (m *Module) run(ctx context.Context, st *event, start time.Time) error {
 		return st.classify(fmt.Errorf("instantiate: %w", err))
 	}
 	defer inst.Close(ctx)
-	g, _ := inst.ExportedGlobal(rewrite.InterruptExport).(api.MutableGlobal)
-	st.mu.Lock()
-	st.global = g
+	g, _ := inst.ExportedGlobal(rewrite.FuelExport).(api.MutableGlobal)
+	st.fuel = g
 	st.depth = inst.ExportedGlobal(rewrite.DepthExport)
-	already := st.violation != nil || st.interrupted.Load()
-	st.mu.Unlock()
-	if already || g == nil {
-		return st.classify(errors.New("stopped before it started"))
+	if g == nil {
+		return fmt.Errorf("%w: the instrumented module has no fuel global", ErrInvalidModule)
 	}
+	// Start from the refill the module's last event settled on.
+	st.refill, st.lastYield = m.refill.Load(), time.Now()
+	g.Set(uint64(st.refill))
+	defer func() { m.refill.Store(st.refill) }()
 
 	call := func(name string, args ...uint64) ([]uint64, error) {
 		fn := inst.ExportedFunction(name)
@@ -320,21 +356,16 @@ func (m *Module) run(ctx context.Context, st *event, start time.Time) error {
 			return st.classify(fmt.Errorf("%w: wasmfleet_handle returned %d", ErrHandler, code))
 		}
 	}
-	st.mu.Lock()
-	defer st.mu.Unlock()
 	return st.violation
 }
 
 // classify turns the error of a failed call into one of the sandbox kinds, by what the
 // event saw rather than by the error's text where it can.
 func (e *event) classify(err error) error {
-	e.mu.Lock()
-	v := e.violation
-	e.mu.Unlock()
 	var exit *sys.ExitError
 	switch {
-	case v != nil:
-		return v
+	case e.violation != nil && !e.timedOut:
+		return e.violation
 	case errors.As(err, &exit):
 		if exit.ExitCode() == 0 {
 			return nil
@@ -343,8 +374,8 @@ func (e *event) classify(err error) error {
 	case e.mem.hit:
 		// Root cause first: a guest refused memory that then traps or spins is out of memory.
 		return fmt.Errorf("%w: needed more than %s of memory (%v)", ErrMemoryLimit, e.m.limits.Memory, firstLine(err))
-	case e.interrupted.Load():
-		return fmt.Errorf("%w: still running after %s", ErrTimeout, e.m.limits.Timeout)
+	case e.timedOut:
+		return e.violation
 	case e.depth != nil && e.depth.Get() > rewrite.StackBudget, strings.Contains(err.Error(), "stack overflow"):
 		return fmt.Errorf("%w: %v", ErrStackOverflow, firstLine(err))
 	case errors.Is(err, ErrHandler):

@@ -266,13 +266,25 @@ func TestDeadlineHoldsForLoopFreeCode(t *testing.T) {
 	}
 }
 
+// TestCancelStopsGuest checks that the caller's context ends a spinning guest promptly, as
+// ErrCancelled rather than a timeout of the module's own.
 func TestCancelStopsGuest(t *testing.T) {
-	r := newRuntime(t, Config{})
-	mod := load(t, r, wat(t, handlerWAT("", `(loop $l (br $l)) (i32.const 0)`)), manifest(t, echoManifest+"limits: {timeout: 1h}\n"))
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-	defer cancel()
-	_, err := mod.Handle(ctx, Event{})
-	wantKind(t, err, ErrTimeout)
+	for _, interp := range []bool{false, true} {
+		r := newRuntime(t, Config{Interpreter: interp})
+		mod := load(t, r, wat(t, handlerWAT("", `(loop $l (br $l)) (i32.const 0)`)), manifest(t, echoManifest+"limits: {timeout: 1h}\n"))
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		start := time.Now()
+		_, err := mod.Handle(ctx, Event{})
+		took := time.Since(start)
+		cancel()
+		wantKind(t, err, ErrCancelled)
+		if !errors.Is(err, context.DeadlineExceeded) && !strings.Contains(err.Error(), "deadline exceeded") {
+			t.Errorf("interpreter=%v: %v does not say why it was cancelled", interp, err)
+		}
+		if took > 30*time.Millisecond {
+			t.Errorf("interpreter=%v: stopped after %v, want within 20ms + 10ms", interp, took)
+		}
+	}
 }
 
 func TestConcurrencyLimit(t *testing.T) {

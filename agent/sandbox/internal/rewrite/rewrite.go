@@ -1,18 +1,28 @@
-// Package rewrite instruments a WebAssembly binary so that the host can stop it at any time:
-// it adds one mutable i32 global (exported as InterruptExport) and, at the entry of every
-// function and the head of every loop, a check that traps with `unreachable` once the host
-// has set that global to 1. Because every call and every loop iteration passes a check, no
-// code can run on unchecked, loops or not (an exponential call tree without loops included).
-// This is wasmtime's "epoch interruption", done as a load-time rewrite so that it works on
-// both of wazero's engines.
+// Package rewrite instruments a WebAssembly binary so that the host can stop it at any time,
+// whatever the guest code is doing and however the Go scheduler feels about it.
 //
-// It also moves the start function (which wazero runs inside instantiation, where no
-// deadline can reach it) to an export (StartExport) that the host calls with its deadline
-// armed, and reports what the host must check before compiling: imports, initial memory
-// size and table sizes.
+// At the entry of every function and the head of every loop it adds a check that counts down
+// a fuel global (exported as FuelExport) and, when the count drops below zero, calls a host
+// function (YieldModule.YieldName, an import the rewrite adds). The host function is where
+// the host decides: it checks the deadline and whether the event was stopped, and either
+// refills the fuel or ends the call. Because every call and every loop iteration passes a
+// check, no code runs unchecked, loops or not (an exponential call tree without loops
+// included); because the guest enters Go every so many checks, a guest never
+// holds its thread away from the Go scheduler (compiled code cannot be preempted, so a
+// stop-the-world garbage collection would otherwise wait for it, and with it the timer meant
+// to stop it). To stop a guest at once the host sets the fuel to zero. This is wasmtime's
+// fuel and epoch interruption, done as a load-time rewrite so that it works the same on both
+// of wazero's engines.
 //
-// The rewrite adds no function and shifts no index: the new global is appended after the
-// module's own, and the module's code is checked never to name it.
+// It also bounds the call stack (see StackBudget), moves the start function (which wazero
+// runs inside instantiation, where no deadline can reach it) to an export (StartExport) that
+// the host calls with its deadline armed, and reports what the host must check before
+// compiling: imports, initial memory size and table sizes.
+//
+// The added globals come after the module's own, and its code is checked never to name them.
+// The added import comes after the module's imported functions, so every index of a function
+// the module defines moves up by one: in calls, ref.func, exports, element segments, global
+// initialisers and the name section.
 package rewrite
 
 import (
@@ -21,12 +31,20 @@ import (
 	"fmt"
 )
 
-// Export names the rewrite adds. A module that already exports either name is refused.
+// Names the rewrite adds. A module that exports one of the export names, or imports anything
+// from YieldModule, is refused.
 const (
-	InterruptExport = "__wasmfleet_interrupt"
-	StartExport     = "__wasmfleet_start"
-	DepthExport     = "__wasmfleet_depth"
+	FuelExport  = "__wasmfleet_fuel"
+	StartExport = "__wasmfleet_start"
+	DepthExport = "__wasmfleet_depth"
+	YieldModule = "__wasmfleet"
+	YieldName   = "yield"
 )
+
+// YieldEvery is the fuel a guest starts with: the number of function entries and loop
+// iterations before its first call of the yield function. The host refills the fuel at each
+// yield, by as much as it likes.
+const YieldEvery = 1024
 
 // StackBudget bounds the call stack of one instance, in units of roughly one native stack
 // slot: each call adds its function's weight (2 + params + locals + code bytes / 8) on entry
@@ -49,7 +67,7 @@ type Import struct {
 // Result is the instrumented module and what the host needs to know about it.
 type Result struct {
 	Wasm []byte
-	// Imports lists every import, in order.
+	// Imports lists every import of the original module, in order.
 	Imports []Import
 	// MinMemoryPages is the declared initial size of the module's own memory (0 if none).
 	MinMemoryPages uint64
@@ -124,11 +142,10 @@ func Instrument(wasm []byte) (*Result, error) {
 	}
 
 	res := &Result{}
-	var importedGlobals, definedGlobals uint32
+	var importedGlobals, importedFuncs, definedGlobals uint32
 	var types []funcType
 	var funcTypes []uint32 // type index of each defined function
 	start := int64(-1)
-	var exportNames []string
 	for _, s := range secs {
 		r := &reader{b: s.body}
 		switch s.id {
@@ -154,9 +171,13 @@ func Instrument(wasm []byte) (*Result, error) {
 			n := r.u32()
 			for i := uint32(0); i < n && r.err == nil; i++ {
 				imp := Import{Module: r.name(), Name: r.name(), Kind: r.byte()}
+				if imp.Module == YieldModule && r.err == nil {
+					return nil, malformed("module imports %s.%s: the import module %q is reserved", imp.Module, imp.Name, YieldModule)
+				}
 				switch imp.Kind {
 				case 0:
 					r.u32()
+					importedFuncs++
 				case 1:
 					r.byte()
 					r.limits()
@@ -167,7 +188,7 @@ func Instrument(wasm []byte) (*Result, error) {
 					r.byte()
 					importedGlobals++
 				default:
-					return nil, malformed("import %s.%s has unknown kind %d", imp.Module, imp.Name, imp.Kind)
+					r.fail("import %s.%s has unknown kind %d", imp.Module, imp.Name, imp.Kind)
 				}
 				res.Imports = append(res.Imports, imp)
 			}
@@ -203,7 +224,9 @@ func Instrument(wasm []byte) (*Result, error) {
 				name := r.name()
 				r.byte()
 				r.u32()
-				exportNames = append(exportNames, name)
+				if name == FuelExport || name == StartExport || name == DepthExport {
+					return nil, malformed("module exports the reserved name %q", name)
+				}
 			}
 		case secStart:
 			start = int64(r.u32())
@@ -212,18 +235,10 @@ func Instrument(wasm []byte) (*Result, error) {
 			return nil, fmt.Errorf("section %d: %w", s.id, r.err)
 		}
 	}
-	for _, n := range exportNames {
-		if n == InterruptExport || n == StartExport {
-			return nil, malformed("module exports the reserved name %q", n)
-		}
-	}
-	for _, n := range exportNames {
-		if n == DepthExport {
-			return nil, malformed("module exports the reserved name %q", n)
-		}
-	}
-	interrupt := importedGlobals + definedGlobals // index of the globals we add
-	ins := &instrumenter{interrupt: interrupt, depth: interrupt + 1, types: types, funcTypes: funcTypes, extraTypes: map[string]uint32{}}
+	fuel := importedGlobals + definedGlobals // index of the globals we add
+	ins := &instrumenter{fuel: fuel, depth: fuel + 1, yield: importedFuncs,
+		types: types, funcTypes: funcTypes, extraTypes: map[string]uint32{}}
+	yieldType := ins.funcType0()
 
 	// Instrument the code first: it may need block types that the type section lacks.
 	code := map[int][]byte{}
@@ -236,47 +251,55 @@ func Instrument(wasm []byte) (*Result, error) {
 			code[i] = body
 		}
 	}
+	if start >= 0 {
+		start = int64(ins.shift(uint32(start)))
+	}
+
+	// Sections the module lacks but the rewrite needs are made from an empty body, in order.
 	var out []section
-	addedGlobal, addedExport := false, false
-	emitBefore := func(id byte) {
-		pos := order[id]
-		if !addedGlobal && pos > order[secGlobal] {
-			out = append(out, section{secGlobal, appendGlobal(nil)})
-			addedGlobal = true
-		}
-		if !addedExport && pos > order[secExport] {
-			out = append(out, section{secExport, appendExports(nil, interrupt, start)})
-			addedExport = true
+	pending := []byte{secType, secImport, secGlobal, secExport}
+	emitBefore := func(pos int) {
+		for len(pending) > 0 && order[pending[0]] < pos {
+			id := pending[0]
+			pending = pending[1:]
+			body, err := ins.section(id, nil, yieldType, start)
+			if err != nil {
+				panic(err) // empty bodies cannot be malformed
+			}
+			out = append(out, section{id, body})
 		}
 	}
 	for i, s := range secs {
 		if s.id != secCustom {
-			emitBefore(s.id)
+			emitBefore(order[s.id])
 		}
+		var body []byte
+		var err error
 		switch s.id {
-		case secType:
-			out = append(out, section{secType, ins.appendTypes(s.body)})
-		case secGlobal:
-			out = append(out, section{secGlobal, appendGlobal(s.body)})
-			addedGlobal = true
-		case secExport:
-			out = append(out, section{secExport, appendExports(s.body, interrupt, start)})
-			addedExport = true
+		case secType, secImport, secGlobal, secExport:
+			pending = pending[1:] // emitBefore left this one first
+			body, err = ins.section(s.id, s.body, yieldType, start)
 		case secStart:
 			res.HasStart = true // dropped: exported as StartExport instead
+			continue
 		case secCode:
-			out = append(out, section{secCode, code[i]})
+			body = code[i]
+		case secElement:
+			body, err = ins.elements(s.body)
+		case secCustom:
+			body = ins.custom(s.body)
+			if body == nil {
+				continue
+			}
 		default:
-			out = append(out, s)
+			body = s.body
 		}
+		if err != nil {
+			return nil, fmt.Errorf("section %d: %w", s.id, err)
+		}
+		out = append(out, section{s.id, body})
 	}
-	// Sections that come after the global and export sections were all absent.
-	if !addedGlobal {
-		out = append(out, section{secGlobal, appendGlobal(nil)})
-	}
-	if !addedExport {
-		out = append(out, section{secExport, appendExports(nil, interrupt, start)})
-	}
+	emitBefore(len(order) + 1)
 
 	w := append([]byte(nil), wasm[:8]...)
 	for _, s := range out {
@@ -288,43 +311,177 @@ func Instrument(wasm []byte) (*Result, error) {
 	return res, nil
 }
 
-// appendGlobal returns a global section body with two more globals, interrupt and depth,
-// both (mut i32) = 0.
-func appendGlobal(body []byte) []byte {
+// section returns the rewritten body of a type, import, global or export section; body is
+// nil for a section the module lacks.
+func (in *instrumenter) section(id byte, body []byte, yieldType uint32, start int64) ([]byte, error) {
 	r := &reader{b: body}
 	n := uint32(0)
 	if body != nil {
 		n = r.u32()
 	}
-	out := appendU32(nil, n+2)
-	out = append(out, body[r.off:]...)
-	return append(out, 0x7F, 0x01, 0x41, 0x00, 0x0B, 0x7F, 0x01, 0x41, 0x00, 0x0B)
+	var out []byte
+	switch id {
+	case secType:
+		out = appendU32(nil, n+uint32(len(in.newTypes)))
+		out = append(out, body[r.off:]...)
+		for _, ft := range in.newTypes {
+			out = append(out, 0x60)
+			out = appendU32(out, uint32(len(ft.params)))
+			out = append(out, ft.params...)
+			out = appendU32(out, uint32(len(ft.results)))
+			out = append(out, ft.results...)
+		}
+	case secImport:
+		out = appendU32(nil, n+1)
+		out = append(out, body[r.off:]...)
+		out = appendName(out, YieldModule)
+		out = appendName(out, YieldName)
+		out = append(out, 0x00)
+		out = appendU32(out, yieldType)
+	case secGlobal:
+		out = appendU32(nil, n+2)
+		for i := uint32(0); i < n && r.err == nil; i++ {
+			out = append(out, r.bytes(2)...) // value type, mutability
+			out = in.constExpr(out, r)
+		}
+		out = append(out, 0x7F, 0x01, 0x41)
+		out = appendS33(out, YieldEvery)
+		out = append(out, 0x0B, 0x7F, 0x01, 0x41, 0x00, 0x0B)
+	case secExport:
+		add := uint32(2)
+		if start >= 0 {
+			add++
+		}
+		out = appendU32(nil, n+add)
+		for i := uint32(0); i < n && r.err == nil; i++ {
+			out = appendName(out, r.name())
+			kind := r.byte()
+			idx := r.u32()
+			if kind == 0 {
+				idx = in.shift(idx)
+			}
+			out = append(out, kind)
+			out = appendU32(out, idx)
+		}
+		out = appendName(out, FuelExport)
+		out = append(out, 0x03)
+		out = appendU32(out, in.fuel)
+		out = appendName(out, DepthExport)
+		out = append(out, 0x03)
+		out = appendU32(out, in.depth)
+		if start >= 0 {
+			out = appendName(out, StartExport)
+			out = append(out, 0x00)
+			out = appendU32(out, uint32(start))
+		}
+	}
+	if r.err == nil && !r.done() && id != secType && id != secImport {
+		r.fail("%d trailing bytes", len(r.b)-r.off)
+	}
+	return out, r.err
 }
 
-// appendExports returns an export section body that also exports the interrupt global and,
-// when start >= 0, the start function.
-func appendExports(body []byte, interrupt uint32, start int64) []byte {
+// elements rewrites the function indices of an element section.
+func (in *instrumenter) elements(body []byte) ([]byte, error) {
 	r := &reader{b: body}
-	n := uint32(0)
-	if body != nil {
-		n = r.u32()
+	n := r.u32()
+	out := appendU32(nil, n)
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		flags := r.u32()
+		out = appendU32(out, flags)
+		if flags > 7 {
+			r.fail("element segment %d has unknown flags %d", i, flags)
+			break
+		}
+		if flags&2 != 0 && flags&1 == 0 { // explicit table index
+			out = appendU32(out, r.u32())
+		}
+		if flags&1 == 0 { // active: offset expression
+			out = in.constExpr(out, r)
+		}
+		if flags&3 != 0 { // element kind (0x00) or reference type
+			out = append(out, r.byte())
+		}
+		count := r.u32()
+		out = appendU32(out, count)
+		for j := uint32(0); j < count && r.err == nil; j++ {
+			if flags&4 == 0 {
+				out = appendU32(out, in.shift(r.u32()))
+			} else {
+				out = in.constExpr(out, r)
+			}
+		}
 	}
-	add := uint32(2)
-	if start >= 0 {
-		add++
+	if r.err == nil && !r.done() {
+		r.fail("%d trailing bytes", len(r.b)-r.off)
 	}
-	out := appendU32(nil, n+add)
-	out = append(out, body[r.off:]...)
-	out = appendName(out, InterruptExport)
-	out = append(out, 0x03)
-	out = appendU32(out, interrupt)
-	out = appendName(out, DepthExport)
-	out = append(out, 0x03)
-	out = appendU32(out, interrupt+1)
-	if start >= 0 {
-		out = appendName(out, StartExport)
-		out = append(out, 0x00)
-		out = appendU32(out, uint32(start))
+	return out, r.err
+}
+
+// constExpr copies a constant expression up to and including its end, rewriting ref.func.
+func (in *instrumenter) constExpr(out []byte, r *reader) []byte {
+	for r.err == nil {
+		op := r.byte()
+		out = append(out, op)
+		switch op {
+		case 0x0B:
+			return out
+		case 0xD2:
+			out = appendU32(out, in.shift(r.u32()))
+		default:
+			at := r.off
+			skipImmediates(r, op)
+			out = append(out, r.b[at:r.off]...)
+		}
+	}
+	return out
+}
+
+// custom returns a custom section's body with the function indices of the "name" section
+// moved; it returns nil (drop the section) for a name section it cannot read, which only
+// costs the names in stack traces.
+func (in *instrumenter) custom(body []byte) []byte {
+	r := &reader{b: body}
+	if r.name() != "name" || r.err != nil {
+		return body
+	}
+	out := append([]byte(nil), body[:r.off]...)
+	for !r.done() {
+		id := r.byte()
+		sub := r.bytes(int(r.u32()))
+		if r.err != nil {
+			return nil
+		}
+		if id < 1 || id > 3 { // module name, and names of things other than functions
+			out = append(out, id)
+			out = appendU32(out, uint32(len(sub)))
+			out = append(out, sub...)
+			continue
+		}
+		// 1: function names (idx name)*; 2: local names, 3: labels: (idx (idx name)*)*
+		sr := &reader{b: sub}
+		n := sr.u32()
+		var nb []byte
+		nb = appendU32(nb, n)
+		for i := uint32(0); i < n && sr.err == nil; i++ {
+			nb = appendU32(nb, in.shift(sr.u32()))
+			if id == 1 {
+				nb = appendName(nb, sr.name())
+				continue
+			}
+			m := sr.u32()
+			nb = appendU32(nb, m)
+			for j := uint32(0); j < m && sr.err == nil; j++ {
+				nb = appendU32(nb, sr.u32())
+				nb = appendName(nb, sr.name())
+			}
+		}
+		if sr.err != nil || !sr.done() {
+			return nil
+		}
+		out = append(out, id)
+		out = appendU32(out, uint32(len(nb)))
+		out = append(out, nb...)
 	}
 	return out
 }
@@ -334,30 +491,46 @@ type funcType struct {
 	results []byte // value types
 }
 
-// instrumenter rewrites function bodies.
+// instrumenter rewrites the module.
 type instrumenter struct {
-	interrupt, depth uint32
-	types            []funcType
-	funcTypes        []uint32
-	extraTypes       map[string]uint32 // "[] -> results" types added for wrapper blocks
-	newTypes         [][]byte
+	fuel, depth uint32 // indices of the added globals
+	yield       uint32 // index of the added import; defined functions from here move up one
+	types       []funcType
+	funcTypes   []uint32
+	extraTypes  map[string]uint32 // types added, by their encoding
+	newTypes    []newType
 }
 
-// appendTypes returns the type section body with the wrapper block types appended.
-func (in *instrumenter) appendTypes(body []byte) []byte {
-	if len(in.newTypes) == 0 {
-		return body
+type newType struct{ params, results []byte }
+
+// shift returns the new index of function idx.
+func (in *instrumenter) shift(idx uint32) uint32 {
+	if idx >= in.yield {
+		return idx + 1
 	}
-	r := &reader{b: body}
-	n := r.u32()
-	out := appendU32(nil, n+uint32(len(in.newTypes)))
-	out = append(out, body[r.off:]...)
-	for _, results := range in.newTypes {
-		out = append(out, 0x60, 0x00)
-		out = appendU32(out, uint32(len(results)))
-		out = append(out, results...)
+	return idx
+}
+
+// addType returns the index of a type params -> results, added after the module's types.
+func (in *instrumenter) addType(params, results []byte) uint32 {
+	key := string(params) + "->" + string(results)
+	idx, ok := in.extraTypes[key]
+	if !ok {
+		idx = uint32(len(in.types) + len(in.newTypes))
+		in.extraTypes[key] = idx
+		in.newTypes = append(in.newTypes, newType{append([]byte(nil), params...), append([]byte(nil), results...)})
 	}
-	return out
+	return idx
+}
+
+// funcType0 returns the index of a type [] -> [], the module's own if it has one.
+func (in *instrumenter) funcType0() uint32 {
+	for i, t := range in.types {
+		if t.params == 0 && len(t.results) == 0 {
+			return uint32(i)
+		}
+	}
+	return in.addType(nil, nil)
 }
 
 // blockType returns the encoding of a block type [] -> results.
@@ -368,13 +541,7 @@ func (in *instrumenter) blockType(results []byte) []byte {
 	case 1:
 		return []byte{results[0]}
 	}
-	idx, ok := in.extraTypes[string(results)]
-	if !ok {
-		idx = uint32(len(in.types) + len(in.newTypes))
-		in.extraTypes[string(results)] = idx
-		in.newTypes = append(in.newTypes, append([]byte(nil), results...))
-	}
-	return appendS33(nil, int64(idx))
+	return appendS33(nil, int64(in.addType(nil, results)))
 }
 
 func (in *instrumenter) code(body []byte) ([]byte, error) {
@@ -409,7 +576,7 @@ func (in *instrumenter) code(body []byte) ([]byte, error) {
 	return out, nil
 }
 
-// function rewrites one body: locals; interrupt check; depth += weight; budget check;
+// function rewrites one body: locals; fuel check; depth += weight; budget check;
 // block { original body, with return turned into a branch out of the block }; depth -= weight.
 func (in *instrumenter) function(out, code []byte, ft funcType) ([]byte, error) {
 	r := &reader{b: code}
@@ -468,10 +635,15 @@ func (in *instrumenter) function(out, code []byte, ft funcType) ([]byte, error) 
 			out = append(out, 0x0C)
 			out = appendU32(out, uint32(nesting))
 			copied = r.off
+		case op == 0x10 || op == 0xD2: // call, ref.func: the function moved
+			idx := r.u32()
+			out = append(out, code[copied:at+1]...)
+			out = appendU32(out, in.shift(idx))
+			copied = r.off
 		case op == 0x12 || op == 0x13:
 			r.fail("tail calls are not supported")
 		case op == 0x23 || op == 0x24: // global.get / global.set
-			if idx := r.u32(); idx >= in.interrupt && r.err == nil {
+			if idx := r.u32(); idx >= in.fuel && r.err == nil {
 				return nil, malformed("instruction at %d names global %d, which does not exist", at, idx)
 			}
 		default:
@@ -484,11 +656,17 @@ func (in *instrumenter) function(out, code []byte, ft funcType) ([]byte, error) 
 	return nil, malformed("function body has no end")
 }
 
-// check appends: global.get $interrupt; if; unreachable; end.
+// check appends: $fuel = $fuel - 1; if $fuel < 0 { call $yield }.
 func (in *instrumenter) check(out []byte) []byte {
 	out = append(out, 0x23)
-	out = appendU32(out, in.interrupt)
-	return append(out, 0x04, 0x40, 0x00, 0x0B)
+	out = appendU32(out, in.fuel)
+	out = append(out, 0x41, 0x01, 0x6B, 0x24) // i32.const 1; i32.sub; global.set
+	out = appendU32(out, in.fuel)
+	out = append(out, 0x23)
+	out = appendU32(out, in.fuel)
+	out = append(out, 0x41, 0x00, 0x48, 0x04, 0x40, 0x10) // i32.const 0; i32.lt_s; if; call
+	out = appendU32(out, in.yield)
+	return append(out, 0x0B)
 }
 
 // addDepth appends: global.set $depth (global.get $depth op weight), op being i32.add or
