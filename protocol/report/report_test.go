@@ -40,7 +40,7 @@ func TestStatusRoundTrip(t *testing.T) {
 func TestMalformedMessages(t *testing.T) {
 	for _, c := range []struct {
 		name, data, want string
-		event           bool
+		event            bool
 	}{
 		{"empty", ``, "not a valid message", false},
 		{"not json", `hello`, "not a valid message", false},
