@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Installs what wasmfleet's tests and module builds need on Debian: idempotent, as root.
-# Only packages that are missing are installed, so a second run costs a few seconds.
+# Only what is missing is installed, so a second run costs a few seconds.
 set -euo pipefail
 
 apt_pkgs=(
   clang lld wasi-libc libclang-rt-dev-wasm32 wabt   # C and WAT modules
+  mosquitto                                         # MQTT broker for integration tests (internal/testenv)
 )
+
+VERSITYGW_VERSION=v1.8.0   # S3 server for integration tests (internal/testenv)
 
 missing=()
 for p in "${apt_pkgs[@]}"; do
@@ -20,5 +23,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# versitygw is a Go program: `go install` builds it into $(go env GOPATH)/bin (or $GOBIN),
+# where internal/testenv looks for it. No root needed.
+gobin="$(go env GOBIN)"
+gobin="${gobin:-$(go env GOPATH)/bin}"
+# The binary's --version says "git" when built this way; `go version -m` names the module version.
+if ! go version -m "$gobin/versitygw" 2>/dev/null | grep -Eq "^\s+mod\s+github.com/versity/versitygw\s+${VERSITYGW_VERSION}\s"; then
+  echo "deps: go install versitygw ${VERSITYGW_VERSION} (a Go build: about 3 minutes the first time)"
+  go install "github.com/versity/versitygw/cmd/versitygw@${VERSITYGW_VERSION}"
 fi
 echo "deps: ok"
