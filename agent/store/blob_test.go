@@ -257,7 +257,7 @@ func TestBadDigestsTouchNothing(t *testing.T) {
 		if err := s.DropPartial(d); !errors.Is(err, ErrInvalid) {
 			t.Errorf("DropPartial(%q) = %v, want ErrInvalid", d, err)
 		}
-		if _, err := s.GC(d); !errors.Is(err, ErrInvalid) {
+		if _, err := s.GC(map[string]bool{d: true}); !errors.Is(err, ErrInvalid) {
 			t.Errorf("GC(%q) = %v, want ErrInvalid", d, err)
 		}
 	}

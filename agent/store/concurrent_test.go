@@ -23,13 +23,13 @@ func TestConcurrentUse(t *testing.T) {
 		env  []byte
 	}
 	mods := make([]module, workers)
-	var keep []string
+	keep := map[string]bool{}
 	for i := range mods {
 		m := &mods[i]
 		m.name = fmt.Sprintf("mod-%d", i)
 		m.data = wasm(2048+i, byte(i))
 		m.ref, m.env = release(t, m.name, "1.0.0", m.data)
-		keep = append(keep, m.ref.SHA256)
+		keep[m.ref.SHA256] = true
 	}
 
 	var wg sync.WaitGroup
@@ -74,7 +74,7 @@ func TestConcurrentUse(t *testing.T) {
 				}
 				st := s.State()
 				st.Applied["group/all"] = 0 // a copy: must not race with the store
-				if _, err := s.GC(keep...); err != nil {
+				if _, err := s.GC(keep); err != nil {
 					errs <- err
 				}
 			}

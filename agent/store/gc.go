@@ -11,22 +11,23 @@ import (
 )
 
 // GC removes what nothing needs: module blobs, release envelopes and downloads whose digest
-// is neither the Active or Previous release of a module in the state nor in keep, and
+// is neither the Active or Previous release of a module in the state nor a key of keep set
+// to true, and
 // everything moved aside as corrupt (*.corrupt-<time>; state.json's are left for the
 // operator). It returns how many files it removed.
 //
-// keep lists the digests of the releases the caller is working on and has not yet recorded
+// keep holds the digests of the releases the caller is working on and has not yet recorded
 // in the state: downloads in progress, and blobs committed or envelopes stored but not yet
 // activated. GC holds the store's lock, so a digest is either in the state when GC looks or
 // must be in keep; nothing referenced is ever removed. An invalid digest in keep is an
-// error and nothing is removed. Files GC does not recognise are left alone.
-func (s *Store) GC(keep ...string) (removed int, err error) {
+// error and nothing is removed. keep may be nil. Files GC does not recognise are left alone.
+func (s *Store) GC(keep map[string]bool) (removed int, err error) {
 	live := map[string]bool{}
-	for _, d := range keep {
+	for d, k := range keep {
 		if err := checkDigest(d); err != nil {
 			return 0, fmt.Errorf("gc: keep: %w", err)
 		}
-		live[d] = true
+		live[d] = k
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -34,7 +35,9 @@ func (s *Store) GC(keep ...string) (removed int, err error) {
 		return 0, fmt.Errorf("gc: %w", ErrClosed)
 	}
 	for _, m := range s.state.Modules {
-		live[m.Active.SHA256] = true
+		if m.Active.SHA256 != "" {
+			live[m.Active.SHA256] = true
+		}
 		if m.Previous != nil {
 			live[m.Previous.SHA256] = true
 		}

@@ -71,7 +71,7 @@ func TestGCKeepsWhatIsReferenced(t *testing.T) {
 	}
 
 	before := lsStore(t, s)
-	removed, err := s.GC(pending, downloading)
+	removed, err := s.GC(map[string]bool{pending: true, downloading: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestGCKeepsWhatIsReferenced(t *testing.T) {
 	}
 
 	// Nothing more to do.
-	if n, err := s.GC(pending, downloading); n != 0 || err != nil {
+	if n, err := s.GC(map[string]bool{pending: true, downloading: true}); n != 0 || err != nil {
 		t.Fatalf("second GC = %d, %v", n, err)
 	}
 
@@ -116,7 +116,7 @@ func TestGCKeepsWhatIsReferenced(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := s.GC(); n != 5 || err != nil {
+	if n, err := s.GC(map[string]bool{pending: false}); n != 5 || err != nil {
 		t.Fatalf("GC after Previous went = %d, %v; want the previous and pending blobs and releases and the download", n, err)
 	}
 	want = []string{"blobs/sha256/" + active, "releases/README", "releases/echo@1.2.0@" + active + ".dsse.json"}
@@ -170,7 +170,7 @@ func TestClosedStoreRefusesWrites(t *testing.T) {
 		"DropPartial": s.DropPartial(d),
 	}
 	_, _, errs["Partial"] = s.Partial(d)
-	_, errs["GC"] = s.GC()
+	_, errs["GC"] = s.GC(nil)
 	for name, err := range errs {
 		if !errors.Is(err, ErrClosed) {
 			t.Errorf("%s after Close = %v, want ErrClosed", name, err)

@@ -50,9 +50,11 @@ type State struct {
 	Modules map[string]ModuleState `json:"modules"`
 }
 
-// ModuleState is what the device runs for one module, and what it falls back to.
+// ModuleState is what the device runs for one module, what it falls back to, and what
+// failed.
 type ModuleState struct {
-	// Active is the release that runs. Its Name is the module's name.
+	// Active is the release that runs. Its Name is the module's name. It is the zero
+	// ReleaseRef while nothing has been installed (the first install failed: see Failed).
 	Active signing.ReleaseRef `json:"active"`
 	// Previous is the release that ran before Active, kept (blob and envelope) until Active
 	// is healthy, so that a failing update can be rolled back without the network.
@@ -66,6 +68,17 @@ type ModuleState struct {
 	// Reason says why the module is in this status (e.g. why it was rolled back). Update
 	// cuts it to MaxReasonLen bytes.
 	Reason string `json:"reason,omitempty"`
+	// Source is the desired-state source that chose Active, e.g. "group/kitchen".
+	Source string `json:"source,omitempty"`
+	// Rollout is the id of the rollout that installed Active.
+	Rollout string `json:"rollout,omitempty"`
+	// Failed is the last release that could not be installed, if any.
+	Failed *signing.ReleaseRef `json:"failed,omitempty"`
+	// Permanent says that Failed would fail again (a bad signature, a refused policy), so
+	// it is not retried.
+	Permanent bool `json:"permanent,omitempty"`
+	// Blocked is a release the device rolled back from, so that it is not installed again.
+	Blocked *signing.ReleaseRef `json:"blocked,omitempty"`
 }
 
 // NewState returns the empty state of a new device.
@@ -82,24 +95,31 @@ func (st State) Clone() State {
 	}
 	c.Modules = make(map[string]ModuleState, len(st.Modules))
 	for k, m := range st.Modules {
-		if m.Previous != nil {
-			p := *m.Previous
-			m.Previous = &p
-		}
+		m.Previous = cloneRef(m.Previous)
+		m.Failed = cloneRef(m.Failed)
+		m.Blocked = cloneRef(m.Blocked)
 		c.Modules[k] = m
 	}
 	return c
 }
 
+func cloneRef(r *signing.ReleaseRef) *signing.ReleaseRef {
+	if r == nil {
+		return nil
+	}
+	c := *r
+	return &c
+}
+
 // Validate checks what State must hold for the store to write it and read it back:
 // the current version, valid module names and release references (each naming its own
-// module), and bounded strings.
+// module; Active may be zero, then Previous must be nil), and bounded strings.
 func (st *State) Validate() error {
 	if st.Version != StateVersion {
 		return fmt.Errorf("version is %d, want %d", st.Version, StateVersion)
 	}
 	for src := range st.Applied {
-		if err := checkText(src, 1, maxSourceLen); err != nil {
+		if err := checkUTF8(src, 1, maxSourceLen); err != nil {
 			return fmt.Errorf("applied: source %q %v", src, err)
 		}
 	}
@@ -107,18 +127,26 @@ func (st *State) Validate() error {
 		if !nameRE.MatchString(name) {
 			return fmt.Errorf("modules: %q is not a module name (1 to 63 of a-z, 0-9 and -)", name)
 		}
-		if err := checkRef(m.Active); err != nil {
-			return fmt.Errorf("modules[%s].active: %w", name, err)
+		type field struct {
+			name string
+			ref  *signing.ReleaseRef
 		}
-		if m.Active.Name != name {
-			return fmt.Errorf("modules[%s].active is a release of %s", name, m.Active.Name)
+		var active *signing.ReleaseRef
+		if m.Active != (signing.ReleaseRef{}) {
+			active = &m.Active
+		} else if m.Previous != nil {
+			return fmt.Errorf("modules[%s] has a previous release but no active one", name)
 		}
-		if m.Previous != nil {
-			if err := checkRef(*m.Previous); err != nil {
-				return fmt.Errorf("modules[%s].previous: %w", name, err)
+		refs := []field{{"active", active}, {"previous", m.Previous}, {"failed", m.Failed}, {"blocked", m.Blocked}}
+		for _, r := range refs {
+			if r.ref == nil {
+				continue
 			}
-			if m.Previous.Name != name {
-				return fmt.Errorf("modules[%s].previous is a release of %s", name, m.Previous.Name)
+			if err := checkRef(*r.ref); err != nil {
+				return fmt.Errorf("modules[%s].%s: %w", name, r.name, err)
+			}
+			if r.ref.Name != name {
+				return fmt.Errorf("modules[%s].%s is a release of %s", name, r.name, r.ref.Name)
 			}
 		}
 		if err := checkText(m.Status, 0, maxStatusLen); err != nil {
@@ -127,6 +155,23 @@ func (st *State) Validate() error {
 		if len(m.Reason) > MaxReasonLen {
 			return fmt.Errorf("modules[%s].reason is %d bytes, more than %d", name, len(m.Reason), MaxReasonLen)
 		}
+		if err := checkUTF8(m.Source, 0, maxSourceLen); err != nil {
+			return fmt.Errorf("modules[%s].source %v", name, err)
+		}
+		if err := checkUTF8(m.Rollout, 0, maxSourceLen); err != nil {
+			return fmt.Errorf("modules[%s].rollout %v", name, err)
+		}
+	}
+	return nil
+}
+
+// checkUTF8 accepts UTF-8 of min to max bytes: what JSON carries unchanged.
+func checkUTF8(s string, min, max int) error {
+	if len(s) < min || len(s) > max {
+		return fmt.Errorf("must be %d to %d bytes", min, max)
+	}
+	if !utf8.ValidString(s) {
+		return errors.New("is not UTF-8")
 	}
 	return nil
 }

@@ -18,13 +18,17 @@ import (
 // sampleState is a state with one module in its health window and one rolled back.
 func sampleState() State {
 	prev := ref("threshold-alert", "1.1.0", 1)
+	blocked := ref("echo", "0.2.0", 4)
+	failed := ref("moving-average", "1.0.0", 5)
 	return State{
 		Version:      StateVersion,
 		Applied:      map[string]uint64{"group/kitchen": 42, "device/pi-1": 7},
 		TrustVersion: 3,
 		Modules: map[string]ModuleState{
-			"threshold-alert": {Active: ref("threshold-alert", "1.2.0", 2), Previous: &prev, Since: t0, Status: StatusActive},
-			"echo":            {Active: ref("echo", "0.1.0", 3), Healthy: true, Since: t0.Add(-3600e9), Status: StatusRolledBack, Reason: "trapped on 9 of 10 events"},
+			"threshold-alert": {Active: ref("threshold-alert", "1.2.0", 2), Previous: &prev, Since: t0, Status: StatusActive, Source: "group/kitchen", Rollout: "r-2026-11-25"},
+			"echo":            {Active: ref("echo", "0.1.0", 3), Healthy: true, Since: t0.Add(-3600e9), Status: StatusRolledBack, Reason: "trapped on 9 of 10 events", Blocked: &blocked},
+			// The first install failed: nothing is active.
+			"moving-average": {Failed: &failed, Permanent: true, Status: "failed", Reason: "signature: under threshold"},
 		},
 	}
 }
@@ -62,6 +66,8 @@ func TestStateIsACopy(t *testing.T) {
 	st := s.State()
 	st.Applied["group/kitchen"] = 1
 	st.Modules["threshold-alert"].Previous.Version = "9.9.9"
+	st.Modules["echo"].Blocked.Version = "9.9.9"
+	st.Modules["moving-average"].Failed.Version = "9.9.9"
 	delete(st.Modules, "echo")
 	if got := s.State(); !reflect.DeepEqual(got, sampleState()) {
 		t.Fatalf("changing State's result changed the store: %+v", got)
@@ -257,7 +263,7 @@ var corruptStates = map[string]string{
 	"negative seq":    `{"version":1,"applied":{"group/kitchen":-1}}`,
 	"bad module name": `{"version":1,"modules":{"../x":{"active":{"name":"../x","version":"1.0.0","sha256":"` + strings.Repeat("a", 64) + `","size":1}}}}`,
 	"bad digest":      `{"version":1,"modules":{"x":{"active":{"name":"x","version":"1.0.0","sha256":"../../etc/passwd","size":1}}}}`,
-	"no active":       `{"version":1,"modules":{"x":{"status":"active"}}}`,
+	"previous only":   `{"version":1,"modules":{"x":{"previous":{"name":"x","version":"1.0.0","sha256":"` + strings.Repeat("a", 64) + `","size":1}}}}`,
 	"bad time":        `{"version":1,"modules":{"x":{"active":{"name":"x","version":"1.0.0","sha256":"` + strings.Repeat("a", 64) + `","size":1},"since":"yesterday"}}}`,
 }
 

@@ -204,7 +204,10 @@ func (s *Store) removeTemps(d string) error {
 // reason for a re-download is in the log.
 func (s *Store) checkReferenced() {
 	for name, m := range s.state.Modules {
-		refs := []signing.ReleaseRef{m.Active}
+		var refs []signing.ReleaseRef
+		if m.Active != (signing.ReleaseRef{}) {
+			refs = append(refs, m.Active)
+		}
 		if m.Previous != nil {
 			refs = append(refs, *m.Previous)
 		}
