@@ -50,9 +50,10 @@ func Parse(data []byte) (*Config, error) {
 // defaults, validates, and reads password_file and secret_key_file.
 //
 // Environment variables are named EnvPrefix plus the key path in upper case with dots
-// as underscores (see Settings); an empty one is ignored, one given twice takes the later
-// value (as exec.Cmd.Env does), and one that names no setting is a problem. In the environment and in overrides, lists are comma-separated and
-// other values are written as in the file.
+// as underscores (see Settings). An empty one is ignored, one given twice takes the later
+// value (as exec.Cmd.Env does), and one that names no setting is a problem. In the
+// environment and in overrides, lists are comma-separated and other values are written
+// as in the file.
 //
 // Setting a secret in a later source replaces its *_file form from an earlier one, and
 // the other way round; both in one source is a problem.

@@ -3,6 +3,7 @@ package config
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/url"
 	"reflect"
@@ -35,6 +36,17 @@ func (s Secret) String() string { return s.redacted() }
 
 // GoString is String quoted, for %#v.
 func (s Secret) GoString() string { return strconv.Quote(s.redacted()) }
+
+// Format prints String for every verb (quoted for %q and %#v). Without it, a verb that
+// does not suit a string, such as %d, would print the value of a Secret inside a struct.
+func (s Secret) Format(f fmt.State, verb rune) { formatRedacted(f, verb, s.redacted()) }
+
+func formatRedacted(f fmt.State, verb rune, text string) {
+	if verb == 'q' || verb == 'v' && f.Flag('#') {
+		text = strconv.Quote(text)
+	}
+	io.WriteString(f, text)
+}
 
 // MarshalText returns "[redacted]", or nothing when s is empty.
 func (s Secret) MarshalText() ([]byte, error) { return []byte(s.redacted()), nil }
@@ -117,6 +129,15 @@ func (c Config) String() string {
 	}
 	b.WriteByte('}')
 	return b.String()
+}
+
+// Format prints String for every verb, and GoString for %#v (quoted String for %q).
+func (c Config) Format(f fmt.State, verb rune) {
+	if verb == 'v' && f.Flag('#') {
+		io.WriteString(f, c.GoString())
+		return
+	}
+	formatRedacted(f, verb, c.String())
 }
 
 // plain is Config without its methods, so that fmt and encoding/json can print a
