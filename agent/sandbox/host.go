@@ -82,8 +82,9 @@ func hostFuncs() []hostFunc {
 			if err := tx.Set(string(key), val); err != nil {
 				if errors.Is(err, kv.ErrQuota) {
 					e.stop(fmt.Errorf("%w: %v", ErrQuota, err))
+				} else {
+					e.stop(fmt.Errorf("%w: kv_set: %v", ErrBadPointer, err))
 				}
-				e.stop(fmt.Errorf("%w: kv_set: %v", ErrBadPointer, err))
 			}
 			s[0] = 0
 		}},

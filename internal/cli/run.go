@@ -28,6 +28,7 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 	device := fs.String("device", "local", "device id the handler sees")
 	event := fs.String("event", "", "event payload")
 	eventFile := fs.String("event-file", "", "read the event payload from this file (- for stdin)")
+	noCache := fs.Bool("no-cache", false, "do not keep compiled code in the user's cache directory")
 	kvDir := fs.String("kv-dir", "", "directory for kv state (default: a temporary directory, removed afterwards)")
 	interp := fs.Bool("interpreter", false, "use wazero's interpreter (what 32-bit ARM devices run)")
 	if err := parse(fs, permute(fs, args)); err != nil {
@@ -93,9 +94,17 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 		}
 		store, err := kv.Open(dir, env.Log)
 		if err != nil {
-			return err
+			return usagef("--kv-dir: %v", err)
 		}
 		cfg.KV = store
+	}
+	// Compiled code is kept (sealed, as on a device) in the user's cache directory, so that
+	// a large module is compiled once rather than on every run.
+	if dir, err := os.UserCacheDir(); err == nil && !*noCache {
+		cfg.CacheDir = filepath.Join(dir, "wasmfleet", "compiled")
+		if err := os.MkdirAll(filepath.Dir(cfg.CacheDir), 0o700); err != nil {
+			cfg.CacheDir = ""
+		}
 	}
 	rt, err := sandbox.New(ctx, cfg)
 	if err != nil {
