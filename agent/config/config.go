@@ -92,7 +92,8 @@ type Policy struct {
 }
 
 // ForDevice is the policy in the form modules.Policy.Check takes, with {device} in the
-// allowed topic prefixes replaced by device.
+// allowed topic prefixes replaced by device. MaxModuleSize is not part of it: it bounds
+// downloads, before there is a manifest to check.
 func (p Policy) ForDevice(device string) modules.Policy {
 	var prefixes []string
 	for _, t := range p.AllowedTopics {
