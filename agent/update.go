@@ -1,0 +1,650 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/wasmfleet/wasmfleet/agent/sandbox"
+	"github.com/wasmfleet/wasmfleet/agent/store"
+	"github.com/wasmfleet/wasmfleet/internal/atomicfile"
+	"github.com/wasmfleet/wasmfleet/protocol/objects"
+	"github.com/wasmfleet/wasmfleet/protocol/report"
+	"github.com/wasmfleet/wasmfleet/signing"
+)
+
+// onMessage routes a message from the broker: desired state to the updater, anything else
+// to the modules whose triggers match. It must not block (paho calls it in order, on one
+// goroutine); the message is acknowledged once every module it was queued for has handled
+// it, so a crash before that means redelivery, not loss.
+func (a *Agent) onMessage(m inbound) {
+	if src, ok := a.desiredSource(m.topic); ok {
+		// Verified in the updater's goroutine; acknowledged when applied or refused.
+		go func() {
+			a.onDesired(src, m.payload)
+			m.ack()
+		}()
+		return
+	}
+	a.mu.Lock()
+	var targets []*running
+	for _, r := range a.active {
+		if r.matches(m.topic) {
+			targets = append(targets, r)
+		}
+	}
+	a.mu.Unlock()
+	if len(targets) == 0 {
+		m.ack()
+		return
+	}
+	var pending atomic.Int32
+	pending.Store(int32(len(targets)))
+	done := func() {
+		if pending.Add(-1) == 0 {
+			m.ack()
+		}
+	}
+	for _, r := range targets {
+		r.offer(job{ev: sandbox.Event{Topic: m.topic, Payload: m.payload}, done: done})
+	}
+}
+
+// desiredSource maps a desired-state topic to its source name ("group/NAME", "device/ID").
+func (a *Agent) desiredSource(name string) (string, bool) {
+	if name == a.topics.DeviceDesired(a.cfg.DeviceID) {
+		return "device/" + a.cfg.DeviceID, true
+	}
+	for _, g := range a.cfg.Groups {
+		if name == a.topics.GroupDesired(g) {
+			return "group/" + g, true
+		}
+	}
+	return "", false
+}
+
+func sourceTarget(src string) signing.Target {
+	kind, name, _ := strings.Cut(src, "/")
+	if kind == "group" {
+		return signing.Target{Group: name}
+	}
+	return signing.Target{Device: name}
+}
+
+// desiredPath is where the last applied desired state of a source is kept, so that the
+// agent resumes it after a restart and recognises the broker's retained copy of it.
+func (a *Agent) desiredPath(src string) string {
+	return filepath.Join(a.cfg.DataDir, "desired", strings.ReplaceAll(src, "/", "_")+".dsse.json")
+}
+
+// onDesired verifies a desired-state document and, if it is new, applies it.
+func (a *Agent) onDesired(src string, payload []byte) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	st := a.store.State()
+	last := st.Applied[src]
+	d, err := (&signing.Verifier{Trust: a.trust}).VerifyDesired(payload, sourceTarget(src), last)
+	if err != nil {
+		if errors.Is(err, signing.ErrReplay) {
+			if kept, rerr := os.ReadFile(a.desiredPath(src)); rerr == nil && bytes.Equal(kept, payload) {
+				return // the broker's retained copy of what is already applied
+			}
+		}
+		a.log.Warn().Err(err).Str("source", src).Msg("desired state refused")
+		a.lastError = fmt.Sprintf("desired state from %s refused: %v", src, err)
+		a.eventLocked(report.Event{Kind: report.EventRefused, Source: src, Reason: err.Error(), ErrorKind: kindOf(err)})
+		a.statusChanged()
+		return
+	}
+	if err := os.MkdirAll(filepath.Dir(a.desiredPath(src)), 0o700); err == nil {
+		err = atomicfile.Write(a.desiredPath(src), payload, 0o600)
+		if err != nil {
+			a.log.Error().Err(err).Msg("keep desired state")
+		}
+	}
+	if err := a.store.Update(func(s *store.State) error {
+		if s.Applied == nil {
+			s.Applied = map[string]uint64{}
+		}
+		s.Applied[src] = d.Sequence
+		return nil
+	}); err != nil {
+		a.log.Error().Err(err).Msg("record applied desired state")
+		return
+	}
+	a.sources[src] = d
+	a.log.Info().Str("source", src).Uint64("sequence", d.Sequence).Int("modules", len(d.Modules)).Msg("desired state applied")
+	a.reconcileLater()
+}
+
+// target is what one module should run, and why.
+type target struct {
+	ref      signing.ReleaseRef
+	rollback bool
+	rollout  string
+	source   string
+	sequence uint64
+}
+
+// targetsLocked merges the sources: the device's own desired state pins modules over its
+// groups', and earlier groups in the config win over later ones.
+func (a *Agent) targetsLocked() map[string]target {
+	out := map[string]target{}
+	order := []string{"device/" + a.cfg.DeviceID}
+	for _, g := range a.cfg.Groups {
+		order = append(order, "group/"+g)
+	}
+	for _, src := range order {
+		d := a.sources[src]
+		if d == nil {
+			continue
+		}
+		for _, m := range d.Modules {
+			ref := m.For(a.cfg.DeviceID)
+			if ref == nil {
+				continue
+			}
+			if _, ok := out[ref.Name]; ok {
+				continue
+			}
+			out[ref.Name] = target{ref: *ref, rollback: m.Rollback && *ref == m.Release, rollout: m.Rollout, source: src, sequence: d.Sequence}
+		}
+	}
+	return out
+}
+
+func (a *Agent) reconcileLater() {
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
+
+// updater reconciles what runs with what is desired whenever something changes, and retries
+// failed installs with backoff.
+func (a *Agent) updater(ctx context.Context) {
+	a.loadKeptDesired()
+	retry := time.NewTimer(time.Hour)
+	defer retry.Stop()
+	backoff := 2 * time.Second
+	for {
+		if again := a.reconcile(ctx); again {
+			retry.Reset(jitter(backoff))
+			backoff = min(backoff*2, 5*time.Minute)
+		} else {
+			backoff = 2 * time.Second
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.wake:
+		case <-retry.C:
+		}
+	}
+}
+
+// loadKeptDesired resumes the desired state applied before a restart.
+func (a *Agent) loadKeptDesired() {
+	st := a.store.State()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for src, seq := range st.Applied {
+		raw, err := os.ReadFile(a.desiredPath(src))
+		if err != nil {
+			continue
+		}
+		d, err := (&signing.Verifier{Trust: a.trust}).VerifyDesired(raw, sourceTarget(src), seq-1)
+		if err != nil || d.Sequence != seq {
+			a.log.Warn().Err(err).Str("source", src).Msg("kept desired state no longer applies")
+			continue
+		}
+		if _, ok := a.sources[src]; !ok {
+			a.sources[src] = d
+		}
+	}
+	a.reconcileLater()
+}
+
+// reconcile starts an install for each module whose target is not what runs, and removes
+// modules no source wants any more. It reports whether something failed and should be
+// retried.
+func (a *Agent) reconcile(ctx context.Context) (retry bool) {
+	a.mu.Lock()
+	targets := a.targetsLocked()
+	st := a.store.State()
+	for name, t := range targets {
+		ms, installed := st.Modules[name]
+		if installed && ms.Active == t.ref {
+			continue
+		}
+		if installed && ms.Blocked != nil && *ms.Blocked == t.ref {
+			continue // rolled back from it; wait for a different target
+		}
+		if installed && ms.Failed != nil && *ms.Failed == t.ref && ms.Permanent {
+			continue // refused for good (signature, policy): reported already
+		}
+		if a.installing[name] {
+			continue
+		}
+		a.installing[name] = true
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			err := a.install(ctx, name, t)
+			a.mu.Lock()
+			delete(a.installing, name)
+			a.mu.Unlock()
+			if err != nil {
+				a.reconcileLaterAfterFailure()
+			} else {
+				a.reconcileLater()
+			}
+		}()
+	}
+	// A module is removed when the source that installed it no longer names it.
+	var remove []string
+	for name, ms := range st.Modules {
+		if _, wanted := targets[name]; wanted {
+			continue
+		}
+		if _, known := a.sources[ms.Source]; known || ms.Source == "" {
+			remove = append(remove, name)
+		}
+	}
+	for _, ms := range st.Modules {
+		if ms.Failed != nil && !ms.Permanent {
+			retry = true
+		}
+	}
+	a.mu.Unlock()
+	for _, name := range remove {
+		a.remove(name)
+	}
+	return retry
+}
+
+func (a *Agent) reconcileLaterAfterFailure() {
+	// The updater's retry timer picks failed installs up again.
+	a.reconcileLater()
+}
+
+// install fetches, verifies and activates one module's target. The running version keeps
+// handling events meanwhile.
+func (a *Agent) install(ctx context.Context, name string, t target) error {
+	log := a.log.With().Str("module", name).Str("version", t.ref.Version).Str("rollout", t.rollout).Logger()
+	ev := report.Event{Module: name, Version: t.ref.Version, Rollout: t.rollout, Source: t.source, Sequence: t.sequence}
+	fail := func(err error, permanent bool) error {
+		log.Warn().Err(err).Bool("permanent", permanent).Msg("install failed")
+		e := ev
+		e.Kind, e.Reason, e.ErrorKind = report.EventFailed, err.Error(), kindOf(err)
+		a.event(e)
+		a.mu.Lock()
+		a.lastError = fmt.Sprintf("%s %s: %v", name, t.ref.Version, err)
+		a.mu.Unlock()
+		if uerr := a.store.Update(func(s *store.State) error {
+			ms := s.Modules[name]
+			ref := t.ref
+			ms.Failed, ms.Permanent, ms.Reason = &ref, permanent, err.Error()
+			if ms.Active.Name == "" {
+				ms.Status = report.StateFailed
+			}
+			s.Modules[name] = ms
+			return nil
+		}); uerr != nil {
+			log.Error().Err(uerr).Msg("record failure")
+		}
+		a.statusChanged()
+		return err
+	}
+
+	e := ev
+	e.Kind = report.EventDownloading
+	a.event(e)
+	a.statusChanged()
+
+	// The release: fetched, verified against the trust file, and matched with the target.
+	key, err := objects.ReleaseKey(t.ref.Name, t.ref.Version)
+	if err != nil {
+		return fail(err, true)
+	}
+	envelope, err := a.fetcher.Get(ctx, key, signing.MaxEnvelopeSize)
+	if err != nil {
+		return fail(fmt.Errorf("fetch release: %w", err), false)
+	}
+	a.mu.Lock()
+	v := &signing.Verifier{Trust: a.trust}
+	installed := a.store.State().Modules[name].Active.Version
+	a.mu.Unlock()
+	rel, err := v.VerifyRelease(envelope)
+	if err != nil {
+		return fail(fmt.Errorf("verify release: %w", err), true)
+	}
+	if err := signing.CheckRelease(t.ref, rel); err != nil {
+		return fail(err, true)
+	}
+	if err := signing.CheckRollback(installed, t.ref, t.rollback); err != nil {
+		return fail(err, true)
+	}
+
+	// The module: downloaded into *.unverified (resuming what an earlier attempt left),
+	// checked against the signed digest and size, and only then moved into the store.
+	if !a.store.HasBlob(rel.SHA256) {
+		path, _, err := a.store.Partial(rel.SHA256)
+		if err != nil {
+			return fail(err, false)
+		}
+		mkey, err := objects.ModuleKey(t.ref.Name, t.ref.Version)
+		if err != nil {
+			return fail(err, true)
+		}
+		stats, err := a.fetcher.Download(ctx, mkey, path, int64(rel.Size))
+		if err != nil {
+			return fail(fmt.Errorf("download module: %w", err), !errors.Is(err, context.Canceled) && isPermanentFetch(err))
+		}
+		log.Debug().Int64("bytes", stats.BytesFetched).Int("attempts", stats.Attempts).Msg("module downloaded")
+		f, err := os.Open(path)
+		if err != nil {
+			return fail(err, false)
+		}
+		verr := rel.VerifyModule(f)
+		f.Close()
+		if verr != nil {
+			a.store.DropPartial(rel.SHA256)
+			return fail(fmt.Errorf("verify module: %w", verr), true)
+		}
+		if err := a.store.CommitBlob(rel.SHA256); err != nil {
+			return fail(err, false)
+		}
+	}
+	wasm, err := a.store.Blob(rel.SHA256)
+	if err != nil {
+		return fail(err, false)
+	}
+	if err := a.store.PutRelease(t.ref, envelope); err != nil {
+		return fail(err, false)
+	}
+	e = ev
+	e.Kind = report.EventVerified
+	a.event(e)
+
+	mod, err := a.rt.Load(ctx, wasm, rel.Manifest)
+	if err != nil {
+		return fail(fmt.Errorf("load: %w", err), true)
+	}
+	a.activate(name, t, mod, true)
+	return nil
+}
+
+func isPermanentFetch(err error) bool {
+	return errors.Is(err, fetchNotFound) || errors.Is(err, fetchDenied) || errors.Is(err, fetchTooLarge)
+}
+
+// activate switches a module to a loaded version. Events already queued or running finish
+// on the old version; new ones go to the new. With judge set, the new version is watched
+// for a health window and rolled back if it fails it.
+func (a *Agent) activate(name string, t target, mod *sandbox.Module, judge bool) {
+	a.mu.Lock()
+	old := a.active[name]
+	st := a.store.State()
+	prevState := st.Modules[name]
+	var previous *signing.ReleaseRef
+	if prevState.Active.Name != "" && prevState.Active != t.ref {
+		p := prevState.Active
+		previous = &p
+	}
+	r := startRunning(t.ref, mod, a.cfg.DeviceID, a.cfg.Queue.Depth, a.log, a.publishOutput, a.outcome)
+	status := report.StateActive
+	if judge && previous != nil {
+		status = report.StateHealthCheck
+		r.health = newHealth(a.cfg.Health.Events, time.Duration(a.cfg.Health.Window), a.cfg.Health.MaxFailureRatio)
+	}
+	a.active[name] = r
+	err := a.store.Update(func(s *store.State) error {
+		ms := s.Modules[name]
+		ms.Active, ms.Source, ms.Rollout, ms.Status, ms.Since = t.ref, t.source, t.rollout, status, time.Now()
+		ms.Reason, ms.Failed, ms.Permanent = "", nil, false
+		if previous != nil {
+			ms.Previous = previous
+		}
+		ms.Healthy = status == report.StateActive
+		if s.Modules == nil {
+			s.Modules = map[string]store.ModuleState{}
+		}
+		s.Modules[name] = ms
+		return nil
+	})
+	a.mu.Unlock()
+	if err != nil {
+		a.log.Error().Err(err).Str("module", name).Msg("record activation")
+	}
+	a.updateFilters()
+	if old != nil {
+		go old.stop()
+	}
+	a.event(report.Event{Kind: report.EventActivated, Module: name, Version: t.ref.Version, Rollout: t.rollout, Source: t.source, Sequence: t.sequence})
+	a.log.Info().Str("module", name).Str("version", t.ref.Version).Str("state", status).Msg("module activated")
+	a.statusChanged()
+	if r.health != nil {
+		a.wg.Add(1)
+		go func() { defer a.wg.Done(); a.judge(name, r, t) }()
+	}
+}
+
+// judge waits for a health window's verdict and acts on it.
+func (a *Agent) judge(name string, r *running, t target) {
+	timer := time.NewTimer(time.Until(r.health.deadline))
+	defer timer.Stop()
+	var v verdict
+	select {
+	case v = <-r.health.verdict:
+	case <-timer.C:
+		r.health.expire()
+		v = <-r.health.verdict
+	case <-a.ctx.Done():
+		return
+	}
+	a.mu.Lock()
+	current := a.active[name]
+	a.mu.Unlock()
+	if current != r {
+		return // replaced meanwhile
+	}
+	if v.healthy {
+		a.markHealthy(name, r, t)
+		return
+	}
+	a.rollback(name, r, t, v)
+}
+
+func (a *Agent) markHealthy(name string, r *running, t target) {
+	if err := a.store.Update(func(s *store.State) error {
+		ms := s.Modules[name]
+		if ms.Active != r.ref {
+			return nil
+		}
+		ms.Healthy, ms.Status, ms.Previous = true, report.StateActive, nil
+		s.Modules[name] = ms
+		return nil
+	}); err != nil {
+		a.log.Error().Err(err).Msg("record healthy")
+	}
+	a.event(report.Event{Kind: report.EventHealthy, Module: name, Version: t.ref.Version, Rollout: t.rollout, Source: t.source})
+	a.statusChanged()
+	a.gc()
+}
+
+// rollback returns a module to the release it ran before a failed health window.
+func (a *Agent) rollback(name string, bad *running, t target, v verdict) {
+	st := a.store.State()
+	ms := st.Modules[name]
+	log := a.log.With().Str("module", name).Str("version", t.ref.Version).Logger()
+	if ms.Previous == nil {
+		log.Error().Str("reason", v.reason).Msg("release failed its health window and there is nothing to roll back to")
+		return
+	}
+	prev := *ms.Previous
+	mod, err := a.loadStored(prev)
+	if err != nil {
+		log.Error().Err(err).Msg("cannot load the previous release; keeping the failing one")
+		a.event(report.Event{Kind: report.EventFailed, Module: name, Version: prev.Version, Reason: "roll back: " + err.Error()})
+		return
+	}
+	a.mu.Lock()
+	r := startRunning(prev, mod, a.cfg.DeviceID, a.cfg.Queue.Depth, a.log, a.publishOutput, a.outcome)
+	a.active[name] = r
+	reason := "release " + t.ref.Version + " failed its health window: " + v.reason
+	err = a.store.Update(func(s *store.State) error {
+		m := s.Modules[name]
+		blocked := t.ref
+		m.Active, m.Previous, m.Blocked, m.Healthy, m.Status, m.Reason, m.Since = prev, nil, &blocked, true, report.StateRolledBack, reason, time.Now()
+		s.Modules[name] = m
+		return nil
+	})
+	a.lastError = name + ": " + reason
+	a.mu.Unlock()
+	if err != nil {
+		log.Error().Err(err).Msg("record rollback")
+	}
+	a.updateFilters()
+	go bad.stop()
+	log.Warn().Str("to", prev.Version).Str("reason", v.reason).Msg("rolled back")
+	a.event(report.Event{Kind: report.EventRolledBack, Module: name, Version: t.ref.Version, Rollout: t.rollout, Source: t.source,
+		Reason: reason, ErrorKind: v.kind})
+	a.statusChanged()
+}
+
+// loadStored compiles a release kept in the store, checking its signatures again.
+func (a *Agent) loadStored(ref signing.ReleaseRef) (*sandbox.Module, error) {
+	env, err := a.store.Release(ref)
+	if err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	v := &signing.Verifier{Trust: a.trust}
+	a.mu.Unlock()
+	rel, err := v.VerifyRelease(env)
+	if err != nil {
+		return nil, fmt.Errorf("stored release %s: %w", ref, err)
+	}
+	if err := signing.CheckRelease(ref, rel); err != nil {
+		return nil, err
+	}
+	wasm, err := a.store.Blob(ref.SHA256)
+	if err != nil {
+		return nil, err
+	}
+	return a.rt.Load(a.ctx, wasm, rel.Manifest)
+}
+
+// restore starts the modules that were active before the agent stopped, from the store.
+func (a *Agent) restore(ctx context.Context) {
+	st := a.store.State()
+	names := make([]string, 0, len(st.Modules))
+	for n := range st.Modules {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		ms := st.Modules[name]
+		if ms.Active.Name == "" {
+			continue
+		}
+		mod, err := a.loadStored(ms.Active)
+		if err != nil {
+			a.log.Error().Err(err).Str("module", name).Msg("cannot restore module")
+			a.lastError = fmt.Sprintf("restore %s: %v", name, err)
+			continue
+		}
+		r := startRunning(ms.Active, mod, a.cfg.DeviceID, a.cfg.Queue.Depth, a.log, a.publishOutput, a.outcome)
+		t := target{ref: ms.Active, rollout: ms.Rollout, source: ms.Source}
+		if !ms.Healthy && ms.Previous != nil {
+			// Stopped inside a health window: judge it again from the start.
+			r.health = newHealth(a.cfg.Health.Events, time.Duration(a.cfg.Health.Window), a.cfg.Health.MaxFailureRatio)
+			a.wg.Add(1)
+			go func() { defer a.wg.Done(); a.judge(name, r, t) }()
+		}
+		a.mu.Lock()
+		a.active[name] = r
+		a.mu.Unlock()
+		a.log.Info().Str("module", name).Str("version", ms.Active.Version).Msg("module restored")
+	}
+	_ = ctx
+}
+
+// remove stops a module no source wants any more.
+func (a *Agent) remove(name string) {
+	a.mu.Lock()
+	r := a.active[name]
+	delete(a.active, name)
+	err := a.store.Update(func(s *store.State) error {
+		delete(s.Modules, name)
+		return nil
+	})
+	a.mu.Unlock()
+	if err != nil {
+		a.log.Error().Err(err).Msg("record removal")
+	}
+	a.updateFilters()
+	if r != nil {
+		r.stop()
+	}
+	a.log.Info().Str("module", name).Msg("module removed")
+	a.statusChanged()
+	a.gc()
+}
+
+// updateFilters subscribes to the desired-state topics and every active trigger.
+func (a *Agent) updateFilters() {
+	filters := []string{a.topics.DeviceDesired(a.cfg.DeviceID)}
+	for _, g := range a.cfg.Groups {
+		filters = append(filters, a.topics.GroupDesired(g))
+	}
+	a.mu.Lock()
+	for _, r := range a.active {
+		filters = append(filters, r.filters...)
+	}
+	a.mu.Unlock()
+	slices.Sort(filters)
+	filters = slices.Compact(filters)
+	ctx := a.ctx
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	a.sess.setFilters(ctx, filters)
+}
+
+// outcome is called after every event of every running version.
+func (a *Agent) outcome(r *running, err error) {
+	if r.health != nil {
+		r.health.record(err)
+	}
+}
+
+// publishOutput sends a handler's publish through the outbox.
+func (a *Agent) publishOutput(m sandbox.Message) {
+	a.sess.publish(m.Topic, m.Payload, false)
+}
+
+// gc removes blobs and releases no module refers to any more. It waits for a quiet moment:
+// while an install runs, its download and its not yet activated blob must stay.
+func (a *Agent) gc() {
+	a.mu.Lock()
+	busy := len(a.installing) > 0
+	a.mu.Unlock()
+	if busy {
+		return
+	}
+	if n, err := a.store.GC(nil); err != nil {
+		a.log.Warn().Err(err).Msg("collect unused blobs")
+	} else if n > 0 {
+		a.log.Debug().Int("removed", n).Msg("collected unused blobs")
+	}
+}
