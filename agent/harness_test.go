@@ -265,7 +265,9 @@ func (f *fleet) waitEvent(device, kind, version string) report.Event {
 			}
 		}
 		return false
-	}, func() string { return fmt.Sprintf("a %s event for %q; events so far: %+v", kind, version, f.events(device)) })
+	}, func() string {
+		return fmt.Sprintf("a %s event for %q; events so far: %+v", kind, version, f.events(device))
+	})
 	return got
 }
 
