@@ -43,6 +43,7 @@ type fleet struct {
 	dir      string
 	client   mqtt.Client
 	seq      map[string]uint64
+	pki      *testenv.PKI
 
 	mu   sync.Mutex
 	msgs map[string][][]byte // by topic, every message the test client saw
@@ -61,11 +62,22 @@ func newSigner(t testing.TB) signature.SignerVerifier {
 	return s
 }
 
-func newFleet(t *testing.T) *fleet {
+func newFleet(t *testing.T) *fleet { t.Helper(); return newFleetWith(t, nil) }
+
+// newFleetWith starts the fleet's servers with TLS from pki when it is not nil: Mosquitto
+// with a TLS listener that requires a client certificate (mTLS) and a password, versitygw
+// over https. The test client still uses the plain listener, as user "controller".
+func newFleetWith(t *testing.T, pki *testenv.PKI) *fleet {
 	t.Helper()
-	f := &fleet{t: t, bucket: "wasmfleet", dir: t.TempDir(), seq: map[string]uint64{}, msgs: map[string][][]byte{}}
-	f.mq = testenv.StartMosquitto(t, nil)
-	f.s3 = testenv.StartS3(t, nil)
+	f := &fleet{t: t, bucket: "wasmfleet", dir: t.TempDir(), seq: map[string]uint64{}, msgs: map[string][][]byte{}, pki: pki}
+	if pki != nil {
+		f.mq = testenv.StartMosquitto(t, &testenv.MosquittoOptions{PKI: pki, RequireClientCert: true,
+			Users: map[string]string{"controller": "controller-pw", "pi-tls": "device-pw"}})
+		f.s3 = testenv.StartS3(t, &testenv.S3Options{PKI: pki})
+	} else {
+		f.mq = testenv.StartMosquitto(t, nil)
+		f.s3 = testenv.StartS3(t, nil)
+	}
 	f.s3.MakeBucket(f.bucket)
 	f.readKey, f.readSec = f.s3.ReadOnlyUser(f.bucket)
 
@@ -100,6 +112,9 @@ func newFleet(t *testing.T) *fleet {
 		SetOnConnectHandler(func(c mqtt.Client) {
 			c.Subscribe("#", 1, nil)
 		})
+	if pki != nil {
+		o.SetUsername("controller").SetPassword("controller-pw")
+	}
 	f.client = mqtt.NewClient(o)
 	if tok := f.client.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("test client: %v", tok.Error())
