@@ -2,6 +2,9 @@ package agent
 
 import (
 	"encoding/json"
+	"io"
+	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -24,7 +27,9 @@ func TestSignedReleaseRunsAndReports(t *testing.T) {
 	manifest, wasm := example(t, "threshold-alert", "threshold-alert.wasm")
 	ref := f.publishRelease(manifest, wasm)
 	f.publishDesired(f.desiredDoc("kitchen", everyone(ref, "r1")))
-	f.startAgent(f.agentConfig("pi-1", "kitchen"))
+	cfg := f.agentConfig("pi-1", "kitchen")
+	cfg.Metrics.Listen = freeAddr(t)
+	f.startAgent(cfg)
 
 	for _, kind := range []string{report.EventDownloading, report.EventVerified, report.EventActivated} {
 		f.waitEvent("pi-1", kind, "1.0.0")
@@ -47,6 +52,16 @@ func TestSignedReleaseRunsAndReports(t *testing.T) {
 	}
 	if s.Applied["group/kitchen"] != 1 || s.TrustVersion != 1 {
 		t.Fatalf("status %+v does not record what it applied", s)
+	}
+	// The same counters on /metrics.
+	resp, err := http.Get("http://" + cfg.Metrics.Listen + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := `wasmfleet_module_invocations_total{module="threshold-alert",version="1.0.0"} 2`; !strings.Contains(string(body), want) {
+		t.Fatalf("/metrics lacks %s:\n%s", want, body)
 	}
 	if len(f.messages("alerts/pi-1/temperature")) != 1 {
 		t.Fatalf("alerts: %q (only the reading above the threshold should alert)", f.messages("alerts/pi-1/temperature"))
@@ -97,4 +112,15 @@ func TestFailingReleaseRollsBack(t *testing.T) {
 	if activations != 1 {
 		t.Fatalf("1.1.0 activated %d times; after the rollback it must stay out: %+v", activations, f.events("pi-2"))
 	}
+}
+
+// freeAddr returns a loopback address with a port nothing listens on.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
