@@ -63,6 +63,7 @@ type session struct {
 	lost      chan struct{} // signalled when the connection drops
 
 	outbox      chan outMsg
+	held        atomic.Bool // drain holds a message it could not send yet
 	dropped     atomic.Uint64
 	connects    atomic.Uint64
 	reconnected atomic.Uint64
@@ -71,7 +72,9 @@ type session struct {
 func newSession(opts sessionOptions, log zerolog.Logger, onMessage func(inbound), onConnect func()) *session {
 	s := &session{opts: opts, log: log, onMessage: onMessage, onConnect: onConnect,
 		filters: map[string]bool{}, up: make(chan struct{}), lost: make(chan struct{}, 1),
-		outbox: make(chan outMsg, max(opts.OutboxSize, 1))}
+		// The drain goroutine holds one message while it waits for the broker: the channel
+		// holds the rest of the bound.
+		outbox: make(chan outMsg, max(opts.OutboxSize-1, 0))}
 	o := mqtt.NewClientOptions()
 	for _, b := range opts.Brokers {
 		o.AddBroker(b)
@@ -308,6 +311,7 @@ func (s *session) drain(ctx context.Context) {
 			return
 		case m = <-s.outbox:
 		}
+		s.held.Store(true)
 		for {
 			select {
 			case <-ctx.Done():
@@ -316,6 +320,7 @@ func (s *session) drain(ctx context.Context) {
 			}
 			t := s.client.Publish(m.topic, 1, m.retained, m.payload)
 			if waitToken(ctx, t, s.opts.ConnectTimeout+time.Second) && t.Error() == nil {
+				s.held.Store(false)
 				break
 			}
 			if ctx.Err() != nil {
@@ -332,4 +337,10 @@ func (s *session) drain(ctx context.Context) {
 }
 
 // queued returns the number of messages waiting in the outbox.
-func (s *session) queued() int { return len(s.outbox) }
+func (s *session) queued() int {
+	n := len(s.outbox)
+	if s.held.Load() {
+		n++
+	}
+	return n
+}
