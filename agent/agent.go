@@ -54,6 +54,9 @@ type Agent struct {
 	sources    map[string]*signing.Desired // verified desired state by source
 	active     map[string]*running         // by module name
 	installing map[string]bool             // modules with an install in progress
+	retry      map[string]backoff          // modules whose last install failed and may succeed later
+	refused    map[string]refusal          // modules whose target was refused for good
+	desiredIn  chan inbound                // desired-state messages, verified in arrival order
 	lastError  string
 	wake       chan struct{} // asks the updater to reconcile
 	ctx        context.Context
@@ -79,6 +82,7 @@ func New(ctx context.Context, cfg *config.Config, log zerolog.Logger) (a *Agent,
 	a = &Agent{
 		cfg: cfg, log: log, topics: report.Topics{Prefix: cfg.MQTT.TopicPrefix},
 		sources: map[string]*signing.Desired{}, active: map[string]*running{}, installing: map[string]bool{},
+		retry: map[string]backoff{}, refused: map[string]refusal{}, desiredIn: make(chan inbound, 64),
 		wake: make(chan struct{}, 1), statusDue: make(chan struct{}, 1), started: time.Now(),
 	}
 	defer func() {
@@ -224,7 +228,8 @@ func (a *Agent) Start(ctx context.Context) error {
 		metrics = &http.Server{Handler: http.HandlerFunc(a.serveMetrics), ReadHeaderTimeout: 5 * time.Second}
 		go metrics.Serve(ln)
 	}
-	a.wg.Add(3)
+	a.wg.Add(4)
+	go func() { defer a.wg.Done(); a.desiredLoop(ctx) }()
 	go func() { defer a.wg.Done(); a.sess.run(ctx) }()
 	go func() { defer a.wg.Done(); a.updater(ctx) }()
 	go func() { defer a.wg.Done(); a.reporter(ctx) }()

@@ -11,16 +11,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/wasmfleet/wasmfleet/agent/fetch"
 	"github.com/wasmfleet/wasmfleet/agent/sandbox"
 	"github.com/wasmfleet/wasmfleet/protocol/report"
 	"github.com/wasmfleet/wasmfleet/signing"
-)
-
-var (
-	fetchNotFound = fetch.ErrNotFound
-	fetchDenied   = fetch.ErrAccessDenied
-	fetchTooLarge = fetch.ErrTooLarge
 )
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/wasmfleet/wasmfleet/agent/fetch"
 	"github.com/wasmfleet/wasmfleet/agent/sandbox"
 	"github.com/wasmfleet/wasmfleet/agent/store"
 	"github.com/wasmfleet/wasmfleet/internal/atomicfile"
@@ -26,12 +27,9 @@ import (
 // goroutine); the message is acknowledged once every module it was queued for has handled
 // it, so a crash before that means redelivery, not loss.
 func (a *Agent) onMessage(m inbound) {
-	if src, ok := a.desiredSource(m.topic); ok {
-		// Verified in the updater's goroutine; acknowledged when applied or refused.
-		go func() {
-			a.onDesired(src, m.payload)
-			m.ack()
-		}()
+	if _, ok := a.desiredSource(m.topic); ok {
+		// Verified one at a time, in arrival order; acknowledged when applied or refused.
+		a.desiredIn <- m
 		return
 	}
 	a.mu.Lock()
@@ -55,6 +53,22 @@ func (a *Agent) onMessage(m inbound) {
 	}
 	for _, r := range targets {
 		r.offer(job{ev: sandbox.Event{Topic: m.topic, Payload: m.payload}, done: done})
+	}
+}
+
+// desiredLoop verifies and applies desired-state messages in the order they arrived, so that
+// two documents published back to back are not applied out of order (which would report the
+// earlier one as a replay).
+func (a *Agent) desiredLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m := <-a.desiredIn:
+			src, _ := a.desiredSource(m.topic)
+			a.onDesired(src, m.payload)
+			m.ack()
+		}
 	}
 }
 
@@ -168,19 +182,16 @@ func (a *Agent) reconcileLater() {
 	}
 }
 
-// updater reconciles what runs with what is desired whenever something changes, and retries
-// failed installs with backoff.
+// updater reconciles what runs with what is desired whenever something changes, and when a
+// failed install is due for another attempt.
 func (a *Agent) updater(ctx context.Context) {
 	a.loadKeptDesired()
 	retry := time.NewTimer(time.Hour)
 	defer retry.Stop()
-	backoff := 2 * time.Second
 	for {
-		if again := a.reconcile(ctx); again {
-			retry.Reset(jitter(backoff))
-			backoff = min(backoff*2, 5*time.Minute)
-		} else {
-			backoff = 2 * time.Second
+		next := a.reconcile(ctx)
+		if !next.IsZero() {
+			retry.Reset(time.Until(next))
 		}
 		select {
 		case <-ctx.Done():
@@ -190,6 +201,30 @@ func (a *Agent) updater(ctx context.Context) {
 		}
 	}
 }
+
+// refusal is a target that failed for good: the release or module did not verify, or the
+// desired state did not allow it. It is not tried again while the same desired state names
+// the same release.
+type refusal struct {
+	ref      signing.ReleaseRef
+	rollback bool
+	source   string
+	sequence uint64
+}
+
+func refusalOf(t target) refusal { return refusal{t.ref, t.rollback, t.source, t.sequence} }
+
+// backoff is when a module's failed install may be tried again, and how long the wait after
+// the next failure will be.
+type backoff struct {
+	at   time.Time
+	wait time.Duration
+}
+
+const (
+	retryMin = 2 * time.Second
+	retryMax = 5 * time.Minute
+)
 
 // loadKeptDesired resumes the desired state applied before a restart.
 func (a *Agent) loadKeptDesired() {
@@ -214,22 +249,35 @@ func (a *Agent) loadKeptDesired() {
 }
 
 // reconcile starts an install for each module whose target is not what runs, and removes
-// modules no source wants any more. It reports whether something failed and should be
-// retried.
-func (a *Agent) reconcile(ctx context.Context) (retry bool) {
+// modules no source wants any more. It returns when a failed install is next due (zero if
+// none is waiting).
+func (a *Agent) reconcile(ctx context.Context) (next time.Time) {
+	now := time.Now()
 	a.mu.Lock()
 	targets := a.targetsLocked()
 	st := a.store.State()
+	var clear []string
 	for name, t := range targets {
 		ms, installed := st.Modules[name]
 		if installed && ms.Active == t.ref {
+			if ms.Failed != nil {
+				clear = append(clear, name) // the desired state is back on what runs
+			}
+			delete(a.retry, name)
+			delete(a.refused, name)
 			continue
 		}
 		if installed && ms.Blocked != nil && *ms.Blocked == t.ref {
 			continue // rolled back from it; wait for a different target
 		}
-		if installed && ms.Failed != nil && *ms.Failed == t.ref && ms.Permanent {
-			continue // refused for good (signature, policy): reported already
+		if r, ok := a.refused[name]; ok && r == refusalOf(t) {
+			continue // refused for good under this very desired state: reported already
+		}
+		if b, ok := a.retry[name]; ok && now.Before(b.at) {
+			if next.IsZero() || b.at.Before(next) {
+				next = b.at
+			}
+			continue
 		}
 		if a.installing[name] {
 			continue
@@ -238,15 +286,24 @@ func (a *Agent) reconcile(ctx context.Context) (retry bool) {
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
-			err := a.install(ctx, name, t)
+			permanent, err := a.install(ctx, name, t)
 			a.mu.Lock()
 			delete(a.installing, name)
-			a.mu.Unlock()
-			if err != nil {
-				a.reconcileLaterAfterFailure()
-			} else {
-				a.reconcileLater()
+			switch {
+			case err == nil:
+				delete(a.retry, name)
+				delete(a.refused, name)
+			case permanent:
+				a.refused[name] = refusalOf(t)
+				delete(a.retry, name)
+			default:
+				b := a.retry[name]
+				b.wait = min(max(b.wait*2, retryMin), retryMax)
+				b.at = time.Now().Add(jitter(b.wait))
+				a.retry[name] = b
 			}
+			a.mu.Unlock()
+			a.reconcileLater()
 		}()
 	}
 	// A module is removed when the source that installed it no longer names it.
@@ -259,29 +316,34 @@ func (a *Agent) reconcile(ctx context.Context) (retry bool) {
 			remove = append(remove, name)
 		}
 	}
-	for _, ms := range st.Modules {
-		if ms.Failed != nil && !ms.Permanent {
-			retry = true
-		}
-	}
 	a.mu.Unlock()
+	for _, name := range clear {
+		if err := a.store.Update(func(s *store.State) error {
+			ms := s.Modules[name]
+			ms.Failed, ms.Permanent = nil, false
+			if ms.Status == report.StateFailed {
+				ms.Status, ms.Reason = report.StateActive, ""
+			}
+			s.Modules[name] = ms
+			return nil
+		}); err != nil {
+			a.log.Error().Err(err).Msg("clear failure")
+		}
+		a.statusChanged()
+	}
 	for _, name := range remove {
 		a.remove(name)
 	}
-	return retry
-}
-
-func (a *Agent) reconcileLaterAfterFailure() {
-	// The updater's retry timer picks failed installs up again.
-	a.reconcileLater()
+	return next
 }
 
 // install fetches, verifies and activates one module's target. The running version keeps
 // handling events meanwhile.
-func (a *Agent) install(ctx context.Context, name string, t target) error {
+func (a *Agent) install(ctx context.Context, name string, t target) (permanent bool, err error) {
 	log := a.log.With().Str("module", name).Str("version", t.ref.Version).Str("rollout", t.rollout).Logger()
 	ev := report.Event{Module: name, Version: t.ref.Version, Rollout: t.rollout, Source: t.source, Sequence: t.sequence}
-	fail := func(err error, permanent bool) error {
+	fail := func(err error, perm bool) (bool, error) {
+		permanent := perm
 		log.Warn().Err(err).Bool("permanent", permanent).Msg("install failed")
 		e := ev
 		e.Kind, e.Reason, e.ErrorKind = report.EventFailed, err.Error(), kindOf(err)
@@ -302,7 +364,7 @@ func (a *Agent) install(ctx context.Context, name string, t target) error {
 			log.Error().Err(uerr).Msg("record failure")
 		}
 		a.statusChanged()
-		return err
+		return permanent, err
 	}
 
 	e := ev
@@ -333,6 +395,9 @@ func (a *Agent) install(ctx context.Context, name string, t target) error {
 	if err := signing.CheckRollback(installed, t.ref, t.rollback); err != nil {
 		return fail(err, true)
 	}
+	if limit := a.maxModuleSize(); rel.Size > limit {
+		return fail(fmt.Errorf("%w: module is %d bytes, this device accepts at most %d (policy.max_module_size)", sandbox.ErrModuleTooLarge, rel.Size, limit), true)
+	}
 
 	// The module: downloaded into *.unverified (resuming what an earlier attempt left),
 	// checked against the signed digest and size, and only then moved into the store.
@@ -347,7 +412,7 @@ func (a *Agent) install(ctx context.Context, name string, t target) error {
 		}
 		stats, err := a.fetcher.Download(ctx, mkey, path, int64(rel.Size))
 		if err != nil {
-			return fail(fmt.Errorf("download module: %w", err), !errors.Is(err, context.Canceled) && isPermanentFetch(err))
+			return fail(downloadError(err), isPermanentFetch(err))
 		}
 		log.Debug().Int64("bytes", stats.BytesFetched).Int("attempts", stats.Attempts).Msg("module downloaded")
 		f, err := os.Open(path)
@@ -380,11 +445,26 @@ func (a *Agent) install(ctx context.Context, name string, t target) error {
 		return fail(fmt.Errorf("load: %w", err), true)
 	}
 	a.activate(name, t, mod, true)
-	return nil
+	return false, nil
 }
 
+// isPermanentFetch tells the download failures that another attempt will not fix: the
+// object is missing, forbidden, or not the signed size (not the module the release signed).
 func isPermanentFetch(err error) bool {
-	return errors.Is(err, fetchNotFound) || errors.Is(err, fetchDenied) || errors.Is(err, fetchTooLarge)
+	return errors.Is(err, fetch.ErrNotFound) || errors.Is(err, fetch.ErrAccessDenied) ||
+		errors.Is(err, fetch.ErrTooLarge) || errors.Is(err, fetch.ErrTooSmall) || errors.Is(err, fetch.ErrDigestMismatch)
+}
+
+// downloadError classifies a module that is not the signed size as the trust refusal it
+// is: more bytes than signed is endless data, fewer is another module.
+func downloadError(err error) error {
+	switch {
+	case errors.Is(err, fetch.ErrTooLarge):
+		return &signing.Error{Kind: signing.ErrTooLarge, Msg: "download module: more bytes than the release signed", Err: err}
+	case errors.Is(err, fetch.ErrTooSmall), errors.Is(err, fetch.ErrDigestMismatch):
+		return &signing.Error{Kind: signing.ErrDigest, Msg: "download module: not the module the release signed", Err: err}
+	}
+	return fmt.Errorf("download module: %w", err)
 }
 
 // activate switches a module to a loaded version. Events already queued or running finish
@@ -647,4 +727,13 @@ func (a *Agent) gc() {
 	} else if n > 0 {
 		a.log.Debug().Int("removed", n).Msg("collected unused blobs")
 	}
+}
+
+// maxModuleSize is the largest module this device downloads: the policy's, or the sandbox's
+// default.
+func (a *Agent) maxModuleSize() uint64 {
+	if n := uint64(a.cfg.Policy.MaxModuleSize); n > 0 {
+		return n
+	}
+	return sandbox.DefaultMaxModuleSize
 }

@@ -88,7 +88,7 @@ type Policy struct {
 	MaxConcurrency int              `yaml:"max_concurrency" json:"max_concurrency"` // largest limits.concurrency
 	MaxKV          modules.Size     `yaml:"max_kv" json:"max_kv"`                   // largest capabilities.kv.max_bytes
 	AllowedTopics  []string         `yaml:"allowed_topics" json:"allowed_topics"`   // topic prefixes; {device} is this device's id
-	MaxModuleSize  modules.Size     `yaml:"max_module_size" json:"max_module_size"` // largest .wasm the agent downloads
+	MaxModuleSize  modules.Size     `yaml:"max_module_size" json:"max_module_size"` // largest .wasm the agent downloads; 0 means 32MiB
 }
 
 // ForDevice is the policy in the form modules.Policy.Check takes, with {device} in the
