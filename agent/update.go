@@ -29,7 +29,10 @@ import (
 func (a *Agent) onMessage(m inbound) {
 	if _, ok := a.desiredSource(m.topic); ok {
 		// Verified one at a time, in arrival order; acknowledged when applied or refused.
-		a.desiredIn <- m
+		select {
+		case a.desiredIn <- m:
+		case <-a.ctx.Done():
+		}
 		return
 	}
 	a.mu.Lock()
