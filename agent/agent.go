@@ -124,7 +124,10 @@ func New(ctx context.Context, cfg *config.Config, log zerolog.Logger) (a *Agent,
 	if err != nil {
 		return nil, err
 	}
-	will, _ := jsonMarshal(report.Status{Device: cfg.DeviceID, Online: false})
+	// The will says which device went away and what it was, so that a reader who never saw
+	// its live status still knows its groups.
+	will, _ := jsonMarshal(report.Status{Device: cfg.DeviceID, Online: false, Groups: cfg.Groups,
+		AgentVersion: Version, Arch: Arch(), Engine: engine()})
 	a.sess = newSession(sessionOptions{
 		Brokers: cfg.MQTT.Brokers, ClientID: cfg.MQTT.ClientID,
 		Username: cfg.MQTT.Username, Password: string(cfg.MQTT.Password), TLS: tlsCfg,
