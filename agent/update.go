@@ -447,7 +447,9 @@ func (a *Agent) install(ctx context.Context, name string, t target) (permanent b
 	if err != nil {
 		return fail(fmt.Errorf("load: %w", err), true)
 	}
-	a.activate(name, t, mod, true)
+	// A version the desired state explicitly rolls back to is not judged: it is where the
+	// fleet retreats to, and failing its window would roll forward to the bad release.
+	a.activate(name, t, mod, !t.rollback)
 	return false, nil
 }
 

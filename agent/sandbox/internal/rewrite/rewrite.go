@@ -146,6 +146,7 @@ func Instrument(wasm []byte) (*Result, error) {
 	var types []funcType
 	var funcTypes []uint32 // type index of each defined function
 	start := int64(-1)
+	var tables []byte // the rewritten table section
 	for _, s := range secs {
 		r := &reader{b: s.body}
 		switch s.id {
@@ -157,9 +158,13 @@ func Instrument(wasm []byte) (*Result, error) {
 				}
 				var ft funcType
 				ft.params = r.u32()
-				r.bytes(int(ft.params))
+				for j := uint32(0); j < ft.params && r.err == nil; j++ {
+					r.valtype()
+				}
 				nr := r.u32()
-				ft.results = append([]byte(nil), r.bytes(int(nr))...)
+				for j := uint32(0); j < nr && r.err == nil; j++ {
+					ft.results = append(ft.results, r.valtype())
+				}
 				types = append(types, ft)
 			}
 		case secFunction:
@@ -179,12 +184,12 @@ func Instrument(wasm []byte) (*Result, error) {
 					r.u32()
 					importedFuncs++
 				case 1:
-					r.byte()
+					r.valtype()
 					r.limits()
 				case 2:
 					r.limits()
 				case 3:
-					r.byte()
+					r.valtype()
 					r.byte()
 					importedGlobals++
 				default:
@@ -208,13 +213,28 @@ func Instrument(wasm []byte) (*Result, error) {
 				res.HasMemory, res.MinMemoryPages = true, min
 			}
 		case secTable:
+			// Every table gets a maximum of at most MaxTableElements, so that table.grow
+			// cannot make the host allocate without bound.
 			n := r.u32()
+			tables = appendU32(nil, n)
 			for i := uint32(0); i < n && r.err == nil; i++ {
-				r.byte()
-				_, min, _ := r.limits()
+				if r.peek() == 0x40 {
+					return nil, malformed("table %d has an initialiser expression, which is not supported", i)
+				}
+				rt := r.valtype()
+				flags, min, max := r.limits()
+				if flags&^1 != 0 && r.err == nil {
+					return nil, malformed("table %d has limits flags 0x%02x (only 32-bit, unshared tables)", i, flags)
+				}
 				if min > MaxTableElements {
 					return nil, fmt.Errorf("table %d declares %d elements, more than the %d allowed", i, min, MaxTableElements)
 				}
+				if flags&1 == 0 || max > MaxTableElements {
+					max = MaxTableElements
+				}
+				tables = append(tables, rt, 0x01)
+				tables = appendU32(tables, uint32(min))
+				tables = appendU32(tables, uint32(max))
 			}
 		case secGlobal:
 			definedGlobals = r.u32()
@@ -286,6 +306,8 @@ func Instrument(wasm []byte) (*Result, error) {
 			body = code[i]
 		case secElement:
 			body, err = ins.elements(s.body)
+		case secTable:
+			body = tables
 		case secCustom:
 			body = ins.custom(s.body)
 			if body == nil {
@@ -341,7 +363,7 @@ func (in *instrumenter) section(id byte, body []byte, yieldType uint32, start in
 	case secGlobal:
 		out = appendU32(nil, n+2)
 		for i := uint32(0); i < n && r.err == nil; i++ {
-			out = append(out, r.bytes(2)...) // value type, mutability
+			out = append(out, r.valtype(), r.byte()) // value type, mutability
 			out = in.constExpr(out, r)
 		}
 		out = append(out, 0x7F, 0x01, 0x41)
@@ -400,7 +422,14 @@ func (in *instrumenter) elements(body []byte) ([]byte, error) {
 			out = in.constExpr(out, r)
 		}
 		if flags&3 != 0 { // element kind (0x00) or reference type
-			out = append(out, r.byte())
+			if flags&4 == 0 {
+				if k := r.byte(); k != 0 && r.err == nil {
+					r.fail("element segment %d has element kind 0x%02x", i, k)
+				}
+				out = append(out, 0)
+			} else {
+				out = append(out, r.valtype())
+			}
 		}
 		count := r.u32()
 		out = appendU32(out, count)
@@ -584,7 +613,7 @@ func (in *instrumenter) function(out, code []byte, ft funcType) ([]byte, error) 
 	locals := uint64(0)
 	for i := uint32(0); i < groups && r.err == nil; i++ {
 		locals += uint64(r.u32())
-		r.byte()
+		r.valtype()
 	}
 	if r.err != nil {
 		return nil, r.err
@@ -611,10 +640,10 @@ func (in *instrumenter) function(out, code []byte, ft funcType) ([]byte, error) 
 		op := r.byte()
 		switch {
 		case op == 0x02 || op == 0x04: // block, if
-			r.s33()
+			r.blocktype()
 			nesting++
 		case op == 0x03: // loop: check at its head
-			r.s33()
+			r.blocktype()
 			nesting++
 			out = append(out, code[copied:r.off]...)
 			out = in.check(out)
@@ -694,8 +723,8 @@ func appendS33(b []byte, v int64) []byte {
 // skipImmediates advances r past the immediates of opcode op.
 func skipImmediates(r *reader, op byte) {
 	switch {
-	case op == 0x02 || op == 0x04: // block, if
-		r.s33()
+	case op == 0x02 || op == 0x03 || op == 0x04: // block, loop, if
+		r.blocktype()
 	case op == 0x0C || op == 0x0D: // br, br_if
 		r.u32()
 	case op == 0x0E: // br_table
@@ -711,8 +740,10 @@ func skipImmediates(r *reader, op byte) {
 	case op == 0x1C: // select t*
 		n := r.u32()
 		for i := uint32(0); i < n && r.err == nil; i++ {
-			r.byte()
+			r.valtype()
 		}
+	case op == 0x23 || op == 0x24: // global.get, global.set (constant expressions)
+		r.u32()
 	case op >= 0x20 && op <= 0x22, op == 0x25 || op == 0x26: // local.*, table.get/set
 		r.u32()
 	case op >= 0x28 && op <= 0x3E: // loads and stores
@@ -869,6 +900,41 @@ func (r *reader) s64() {
 }
 
 func (r *reader) s33() { r.s64() }
+
+// peek returns the next byte without reading it (0 at the end).
+func (r *reader) peek() byte {
+	if r.err != nil || r.off >= len(r.b) {
+		return 0
+	}
+	return r.b[r.off]
+}
+
+// valtype reads a value type. Only the single-byte types are accepted: typed references
+// (0x63, 0x64 and a heap type) and GC types are refused, because reading them as one byte
+// would desynchronise the rewrite from the engine, and with it the fuel checks.
+func (r *reader) valtype() byte {
+	t := r.byte()
+	switch t {
+	case 0x7F, 0x7E, 0x7D, 0x7C, 0x7B, 0x70, 0x6F: // i32 i64 f32 f64 v128 funcref externref
+		return t
+	}
+	if r.err == nil {
+		r.fail("value type 0x%02x is not supported (only numeric, v128, funcref and externref)", t)
+	}
+	return 0
+}
+
+// blocktype reads a block type: empty, a value type, or a type index.
+func (r *reader) blocktype() {
+	switch b := r.peek(); {
+	case b == 0x40:
+		r.byte()
+	case b >= 0x40 && b < 0x80: // a negative one-byte s33: a value type
+		r.valtype()
+	default:
+		r.s33()
+	}
+}
 
 func (r *reader) memarg() {
 	align := r.u32()
