@@ -729,13 +729,15 @@ func (w *attackWorld) rollbackTo(t *testing.T, ref signing.ReleaseRef, rollout s
 	if ev.Rollout != rollout || ev.Sequence != d.Sequence || ev.Source != "group/"+attackGroup {
 		t.Errorf("activated event %+v", ev)
 	}
-	w.running, w.state = ref, report.StateHealthCheck // the previous release is kept for a health window
+	// A release the fleet explicitly rolls back to is not judged by a health window: it is
+	// active at once (the previous release is still kept until the next update is healthy).
+	w.running, w.state = ref, report.StateActive
 	s := w.waitStatus(t, func(s *report.Status) bool {
 		m, _ := moduleStatus(s, attackModule)
 		return m.Version == ref.Version && !s.Time.Before(ev.Time)
 	}, "showing the rollback")
 	m, _ := moduleStatus(s, attackModule)
-	if m.SHA256 != ref.SHA256 || m.State != report.StateHealthCheck {
+	if m.SHA256 != ref.SHA256 || m.State != report.StateActive {
 		t.Errorf("module status %+v after the rollback to %s", m, ref.Version)
 	}
 	w.alertStillComesOut(t)
