@@ -12,7 +12,6 @@ package agent
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"net"
 	"net/http"
@@ -29,6 +28,7 @@ import (
 	"github.com/wasmfleet/wasmfleet/agent/kv"
 	"github.com/wasmfleet/wasmfleet/agent/sandbox"
 	"github.com/wasmfleet/wasmfleet/agent/store"
+	"github.com/wasmfleet/wasmfleet/internal/tlsconf"
 	"github.com/wasmfleet/wasmfleet/protocol/report"
 	"github.com/wasmfleet/wasmfleet/signing"
 )
@@ -146,23 +146,9 @@ func mqttTLS(cfg *config.Config) (*tls.Config, error) {
 	if m.CAFile == "" && m.CertFile == "" {
 		return nil, nil
 	}
-	t := &tls.Config{MinVersion: tls.VersionTLS12}
-	if m.CAFile != "" {
-		pem, err := os.ReadFile(m.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("read mqtt.ca_file: %w", err)
-		}
-		t.RootCAs = x509.NewCertPool()
-		if !t.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("mqtt.ca_file %s holds no PEM certificate", m.CAFile)
-		}
-	}
-	if m.CertFile != "" {
-		c, err := tls.LoadX509KeyPair(m.CertFile, m.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("load mqtt client certificate: %w", err)
-		}
-		t.Certificates = []tls.Certificate{c}
+	t, err := tlsconf.Client(m.CAFile, m.CertFile, m.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("mqtt TLS: %w", err)
 	}
 	return t, nil
 }

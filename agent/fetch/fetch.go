@@ -15,8 +15,6 @@ package fetch
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -24,12 +22,13 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/rs/zerolog"
+
+	"github.com/wasmfleet/wasmfleet/internal/tlsconf"
 )
 
 // Errors a caller can act on; match them with errors.Is. They are not retried.
@@ -227,21 +226,11 @@ func newTransport(cfg Config) (*http.Transport, error) {
 	if cfg.Insecure {
 		return tr, nil
 	}
-	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-	if cfg.CAFile != "" {
-		pem, err := os.ReadFile(cfg.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("fetch: read CA file: %w", err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("fetch: CA file %s holds no PEM certificate", cfg.CAFile)
-		}
-		tr.TLSClientConfig.RootCAs = pool
+	tc, err := tlsconf.Client(cfg.CAFile, "", "")
+	if err != nil {
+		return nil, fmt.Errorf("fetch: %w", err)
 	}
+	tr.TLSClientConfig = tc
 	return tr, nil
 }
 

@@ -3,21 +3,20 @@ package publish
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"sync/atomic"
 	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/rs/zerolog"
+
+	"github.com/wasmfleet/wasmfleet/internal/tlsconf"
 )
 
 // Config says which bucket to write and how to reach it. Every field but Endpoint and
@@ -150,21 +149,11 @@ func transport(cfg Config) (*http.Transport, error) {
 	if cfg.Insecure {
 		return tr, nil
 	}
-	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-	if cfg.CAFile != "" {
-		pem, err := os.ReadFile(cfg.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("read s3 CA file: %w", err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("s3 CA file %s holds no PEM certificate", cfg.CAFile)
-		}
-		tr.TLSClientConfig.RootCAs = pool
+	tc, err := tlsconf.Client(cfg.CAFile, "", "")
+	if err != nil {
+		return nil, fmt.Errorf("s3: %w", err)
 	}
+	tr.TLSClientConfig = tc
 	return tr, nil
 }
 
