@@ -1,15 +1,13 @@
 package agent
 
 import (
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 
 	"github.com/rs/zerolog"
 
 	"github.com/wasmfleet/wasmfleet/agent/sandbox"
+	"github.com/wasmfleet/wasmfleet/internal/testenv"
 	"github.com/wasmfleet/wasmfleet/modules"
 	"github.com/wasmfleet/wasmfleet/signing"
 )
@@ -44,24 +42,5 @@ func testManifest(t testing.TB, yaml string) *modules.Manifest {
 	return m
 }
 
-// watModule compiles WebAssembly text with wabt's wat2wasm (installed by make deps).
-func watModule(t testing.TB, src string) []byte {
-	t.Helper()
-	bin, err := exec.LookPath("wat2wasm")
-	if err != nil {
-		t.Fatal("wat2wasm not found: run make deps (Debian package wabt)")
-	}
-	dir := t.TempDir()
-	in, out := filepath.Join(dir, "m.wat"), filepath.Join(dir, "m.wasm")
-	if err := os.WriteFile(in, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if b, err := exec.Command(bin, in, "-o", out).CombinedOutput(); err != nil {
-		t.Fatalf("wat2wasm: %v\n%s", err, b)
-	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
+// watModule compiles WebAssembly text (see testenv.WAT).
+func watModule(t testing.TB, src string) []byte { t.Helper(); return testenv.WAT(t, src) }

@@ -3,38 +3,17 @@ package sandbox
 import (
 	"context"
 	"errors"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 
 	"github.com/rs/zerolog"
 
 	"github.com/wasmfleet/wasmfleet/agent/kv"
+	"github.com/wasmfleet/wasmfleet/internal/testenv"
 	"github.com/wasmfleet/wasmfleet/modules"
 )
 
-// wat compiles WebAssembly text with wabt's wat2wasm (installed by make deps).
-func wat(t testing.TB, src string) []byte {
-	t.Helper()
-	bin, err := exec.LookPath("wat2wasm")
-	if err != nil {
-		t.Fatalf("wat2wasm not found: run make deps (Debian package wabt)")
-	}
-	dir := t.TempDir()
-	in, out := filepath.Join(dir, "m.wat"), filepath.Join(dir, "m.wasm")
-	if err := os.WriteFile(in, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if b, err := exec.Command(bin, in, "-o", out).CombinedOutput(); err != nil {
-		t.Fatalf("wat2wasm: %v\n%s", err, b)
-	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
+// wat compiles WebAssembly text (see testenv.WAT).
+func wat(t testing.TB, src string) []byte { t.Helper(); return testenv.WAT(t, src) }
 
 // manifest parses a manifest or fails the test.
 func manifest(t testing.TB, yaml string) *modules.Manifest {
