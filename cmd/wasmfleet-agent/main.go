@@ -1,5 +1,6 @@
-// Command wasmfleet-agent is the device daemon: it reads its configuration and runs
-// agent.Run until SIGINT or SIGTERM. Everything else lives in package agent.
+// Command wasmfleet-agent is the device daemon: it reads its configuration and runs the
+// agent until SIGINT or SIGTERM, telling systemd (Type=notify) when it is ready, when it
+// stops, and that it is alive (WatchdogSec). Everything else lives in package agent.
 package main
 
 import (
@@ -17,6 +18,7 @@ import (
 
 	"github.com/wasmfleet/wasmfleet/agent"
 	"github.com/wasmfleet/wasmfleet/agent/config"
+	"github.com/wasmfleet/wasmfleet/internal/sdnotify"
 )
 
 func main() {
@@ -93,7 +95,34 @@ func doMain(ctx context.Context, args, env []string, stdout, stderr io.Writer) i
 	}
 	log := zerolog.New(stdout).Level(lvl).With().Timestamp().Str("device", cfg.DeviceID).Logger()
 	log.Info().Object("config", cfg).Msg("starting")
-	if err := agent.Run(ctx, cfg, log); err != nil {
+	// agent.Run, split so systemd (Type=notify) hears READY=1 once the agent is up: New
+	// has opened the data directory, trust root and sandbox, which is where starting fails.
+	a, err := agent.New(ctx, cfg, log)
+	if err != nil {
+		log.Error().Err(err).Msg("agent cannot start")
+		return 2
+	}
+	defer a.Close()
+	warn := func(err error) { log.Warn().Err(err).Msg("systemd notification") }
+	if err := sdnotify.Ready(); err != nil {
+		warn(err)
+	}
+	live, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		<-live.Done()
+		if ctx.Err() != nil { // a signal, not a failed Start
+			if err := sdnotify.Stopping(); err != nil {
+				warn(err)
+			}
+		}
+	}()
+	go func() {
+		if err := sdnotify.KeepAlive(live, warn); err != nil {
+			warn(err)
+		}
+	}()
+	if err := a.Start(ctx); err != nil {
 		log.Error().Err(err).Msg("agent cannot start")
 		return 2
 	}
