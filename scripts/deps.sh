@@ -7,6 +7,7 @@ apt_pkgs=(
   clang lld wasi-libc libclang-rt-dev-wasm32 wabt   # C and WAT modules
   mosquitto                                         # MQTT broker for integration tests (internal/testenv)
   qemu-user-static                                  # runs the arm64 and armv6 agents in agent/arm_test.go
+  systemd                                           # systemd-analyze and the host's units for deploy/systemd's tests
 )
 
 VERSITYGW_VERSION=v1.8.0   # S3 server for integration tests (internal/testenv)
