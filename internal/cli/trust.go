@@ -132,7 +132,7 @@ func pruneKeys(f *signing.TrustFile) {
 }
 
 func trustInit(ctx context.Context, env *Env, args []string) error {
-	fs := newFlags(env, "trust init", trustSynopsis)
+	fs := newFlags(env, "trust", trustSynopsis)
 	var rootKeys multiFlag
 	fs.Var(&rootKeys, "root-key", "root signing key (key file or KMS URI); repeatable")
 	rf := addRoleFlags(fs, 1)
@@ -190,7 +190,7 @@ func trustInit(ctx context.Context, env *Env, args []string) error {
 }
 
 func trustRotate(ctx context.Context, env *Env, args []string) error {
-	fs := newFlags(env, "trust rotate", trustSynopsis)
+	fs := newFlags(env, "trust", trustSynopsis)
 	cur := fs.String("trust", "", "the current trust file (version N)")
 	var signKeys multiFlag
 	fs.Var(&signKeys, "sign-key", "root key that signs version N+1 (old and new root thresholds must both be met); repeatable")
@@ -277,7 +277,7 @@ func trustRotate(ctx context.Context, env *Env, args []string) error {
 }
 
 func trustSign(ctx context.Context, env *Env, args []string) error {
-	fs := newFlags(env, "trust sign", trustSynopsis)
+	fs := newFlags(env, "trust", trustSynopsis)
 	var keyRefs multiFlag
 	fs.Var(&keyRefs, "key", "root key to countersign with; repeatable")
 	prev := fs.String("trust", "", "the previous version, to check the rotation")
@@ -338,7 +338,7 @@ func trustStatus(b []byte, prev string) string {
 }
 
 func trustShow(env *Env, args []string) error {
-	fs := newFlags(env, "trust show", trustSynopsis)
+	fs := newFlags(env, "trust", trustSynopsis)
 	prev := fs.String("trust", "", "the previous version, to check the rotation too")
 	if err := parse(fs, permute(fs, args)); err != nil {
 		return err
