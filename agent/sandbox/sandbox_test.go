@@ -483,3 +483,41 @@ func TestStatsCountFailuresByKind(t *testing.T) {
 		t.Fatalf("stats = %+v", s)
 	}
 }
+
+// TestDeadlineHoldsForBulkOperations: a guest first runs a cheap loop long enough for the
+// fuel refill to grow to its largest, then loops over memory.fill of all 16 MiB of its
+// memory (milliseconds per iteration) and table.fill of its whole table. Fuel charged per
+// iteration alone would let each refill last minutes; charged by the operations' length, the
+// guest still ends with ErrTimeout within its deadline + 10 ms, event after event.
+func TestDeadlineHoldsForBulkOperations(t *testing.T) {
+	for _, body := range []string{
+		`(loop $fill (memory.fill (i32.const 0) (i32.const 7) (i32.const 16777216)) (br $fill))`,
+		`(loop $fill (table.fill 0 (i32.const 0) (ref.null func) (i32.const 65536)) (br $fill))`,
+	} {
+		src := `(module
+  (memory (export "memory") 256)
+  (table 65536 65536 funcref)
+  (func (export "wasmfleet_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "wasmfleet_handle") (param i32 i32) (result i32)
+    (local $i i32)
+    (loop $warm (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $warm (i32.lt_u (local.get $i) (i32.const 3000000))))
+    ` + body + `
+    (i32.const 0)))`
+		for _, interp := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%.17s/interpreter=%v", body[12:], interp), func(t *testing.T) {
+				r := newRuntime(t, Config{Interpreter: interp})
+				mod := load(t, r, wat(t, src), manifest(t, baseManifest+"limits: {memory: 16MiB, timeout: 50ms}\n"))
+				for range 3 {
+					start := time.Now()
+					_, err := mod.Handle(context.Background(), Event{})
+					took := time.Since(start)
+					wantKind(t, err, ErrTimeout)
+					if took > 60*time.Millisecond {
+						t.Fatalf("stopped after %v, want within 50ms + 10ms", took)
+					}
+				}
+			})
+		}
+	}
+}

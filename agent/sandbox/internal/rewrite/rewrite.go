@@ -14,6 +14,10 @@
 // fuel and epoch interruption, done as a load-time rewrite so that it works the same on both
 // of wazero's engines.
 //
+// Bulk operations (memory.fill, memory.copy, memory.init, table.fill, table.copy,
+// table.init, table.grow) are charged by their length before they run (see
+// BulkBytesPerFuel), so that no single check can stand for milliseconds of work.
+//
 // It also bounds the call stack (see StackBudget), moves the start function (which wazero
 // runs inside instantiation, where no deadline can reach it) to an export (StartExport) that
 // the host calls with its deadline armed, and reports what the host must check before
@@ -610,6 +614,7 @@ func (in *instrumenter) code(body []byte) ([]byte, error) {
 func (in *instrumenter) function(out, code []byte, ft funcType) ([]byte, error) {
 	r := &reader{b: code}
 	groups := r.u32()
+	entries := r.off
 	locals := uint64(0)
 	for i := uint32(0); i < groups && r.err == nil; i++ {
 		locals += uint64(r.u32())
@@ -622,7 +627,15 @@ func (in *instrumenter) function(out, code []byte, ft funcType) ([]byte, error) 
 	if weight > StackBudget/16 {
 		return nil, fmt.Errorf("a function needs %d stack units, more than the %d one call may take", weight, StackBudget/16)
 	}
-	out = append(out, code[:r.off]...)
+	// One more i32 local, after the module's own (no index moves): the scratch register of
+	// the bulk-operation charge.
+	if locals+1 > maxLocals {
+		return nil, malformed("a function declares %d locals", locals)
+	}
+	scratch := ft.params + uint32(locals)
+	out = appendU32(out, groups+1)
+	out = append(out, code[entries:r.off]...)
+	out = append(out, 0x01, 0x7F)
 	out = in.check(out)
 	out = in.addDepth(out, 0x6A, uint32(weight)) // i32.add
 	out = append(out, 0x23)
@@ -669,6 +682,16 @@ func (in *instrumenter) function(out, code []byte, ft funcType) ([]byte, error) 
 			out = append(out, code[copied:at+1]...)
 			out = appendU32(out, in.shift(idx))
 			copied = r.off
+		case op == 0xFC:
+			sub := r.u32()
+			if bulk(sub) {
+				// Charge the operation's length before it runs: one unit of fuel per
+				// BulkBytesPerFuel bytes or elements, then a check.
+				out = append(out, code[copied:at]...)
+				out = in.charge(out, scratch)
+				copied = at
+			}
+			skipFCImmediates(r, sub)
 		case op == 0x12 || op == 0x13:
 			r.fail("tail calls are not supported")
 		case op == 0x23 || op == 0x24: // global.get / global.set
@@ -684,6 +707,50 @@ func (in *instrumenter) function(out, code []byte, ft funcType) ([]byte, error) 
 	}
 	return nil, malformed("function body has no end")
 }
+
+// bulk reports whether 0xFC sub-opcode sub is an operation whose cost grows with an operand:
+// memory.init, memory.copy, memory.fill, table.init, table.copy, table.grow, table.fill. Each
+// takes its length as the i32 on top of the stack.
+func bulk(sub uint32) bool {
+	switch sub {
+	case 8, 10, 11, 12, 14, 15, 17:
+		return true
+	}
+	return false
+}
+
+// charge appends, before a bulk operation whose length n is on top of the stack (and stays
+// there): $fuel -= n / BulkBytesPerFuel; if $fuel < 0 { call $yield }. Without it, a loop
+// of memory.fill over all of memory would spend milliseconds per check, and a refill sized
+// for cheap checks would let it run far past its deadline.
+func (in *instrumenter) charge(out []byte, scratch uint32) []byte {
+	out = append(out, 0x22) // local.tee $scratch
+	out = appendU32(out, scratch)
+	out = append(out, 0x23)
+	out = appendU32(out, in.fuel)
+	out = append(out, 0x20) // local.get $scratch
+	out = appendU32(out, scratch)
+	out = append(out, 0x41)
+	out = appendS33(out, bulkShift)
+	out = append(out, 0x76, 0x6B, 0x24) // i32.shr_u; i32.sub; global.set
+	out = appendU32(out, in.fuel)
+	out = append(out, 0x23)
+	out = appendU32(out, in.fuel)
+	out = append(out, 0x41, 0x00, 0x48, 0x04, 0x40, 0x10) // i32.const 0; i32.lt_s; if; call
+	out = appendU32(out, in.yield)
+	return append(out, 0x0B)
+}
+
+// BulkBytesPerFuel is how many bytes (or table elements) of a bulk operation cost one unit
+// of fuel, as much as a loop iteration: filling or copying 256 bytes takes about as long as
+// a few short loop iterations.
+const (
+	BulkBytesPerFuel = 1 << bulkShift
+	bulkShift        = 8
+)
+
+// maxLocals bounds a function's locals (wazero's own limit is far above any real module).
+const maxLocals = 1 << 20
 
 // check appends: $fuel = $fuel - 1; if $fuel < 0 { call $yield }.
 func (in *instrumenter) check(out []byte) []byte {
@@ -774,8 +841,10 @@ func skipImmediates(r *reader, op byte) {
 	}
 }
 
-func skipFC(r *reader) {
-	sub := r.u32()
+func skipFC(r *reader) { skipFCImmediates(r, r.u32()) }
+
+// skipFCImmediates advances r past the immediates of 0xFC sub-opcode sub.
+func skipFCImmediates(r *reader, sub uint32) {
 	switch {
 	case sub <= 7: // saturating truncations
 	case sub == 8: // memory.init
