@@ -1,0 +1,198 @@
+package cli
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/wasmfleet/wasmfleet/fleet/controller"
+	"github.com/wasmfleet/wasmfleet/fleet/publish"
+	"github.com/wasmfleet/wasmfleet/fleet/rollout"
+	"github.com/wasmfleet/wasmfleet/protocol/report"
+	"github.com/wasmfleet/wasmfleet/signing"
+)
+
+func init() {
+	register("serve", "run the rollout controller (until SIGINT or SIGTERM)", serveCmd)
+}
+
+const serveSynopsis = `--rollout-key KEY [--rollout-key ...] [--trust root.json] [--id NAME] [S3 flags] [MQTT flags]
+
+Runs the rollout controller: it reads every device's retained status and update events from
+the broker, and drives the rollouts in the bucket (rollouts/*.json, written by wasmfleet
+rollout start): it signs each wave's desired state with the rollout keys, publishes it
+retained on wasmfleet/groups/GROUP/desired, judges the wave from what the devices report,
+and advances, or aborts and sends every device of the group back. It holds rollout keys
+only: --rollout-key must name keys of the trust file's rollout role (their password from
+--password-file, WASMFLEET_KEY_PASSWORD or COSIGN_PASSWORD). It keeps no state of its own:
+stop it at any time and start it again (same --id: at once; another: after --lease).`
+
+func serveCmd(ctx context.Context, env *Env, args []string) error {
+	fs := newFlags(env, "serve", serveSynopsis)
+	var keyRefs multiFlag
+	fs.Var(&keyRefs, "rollout-key", "rollout key: an encrypted key file or a KMS URI; repeat for the rollout role's threshold")
+	trustPath := fs.String("trust", "", "trust file the rollout keys are checked against (default: the bucket's trust/root.json)")
+	pwFile := fs.String("password-file", "", "read the key password from this file")
+	id := fs.String("id", "", "this controller's name in the leases it takes (default: the host name); two controllers need two names")
+	lease := fs.Duration("lease", rollout.DefaultLease, "how long a rollout stays with the controller that wrote it last")
+	interval := fs.Duration("interval", rollout.DefaultInterval, "how often rollouts are looked at when no device report wakes the controller")
+	ttl := fs.Duration("desired-ttl", rollout.DefaultDesiredTTL, "how long a signed desired state is valid (re-signed at half of it)")
+	syncIdle := fs.Duration("sync-idle", controller.DefaultSyncIdle, "the retained statuses are all in once none has arrived for this long")
+	syncMax := fs.Duration("sync-max", controller.DefaultSyncMax, "the longest wait for the retained statuses before driving rollouts")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	s3 := addS3Flags(fs)
+	mf := addMQTTFlags(fs)
+	if err := parse(fs, permute(fs, args)); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 || len(keyRefs) == 0 {
+		return usagef("serve needs --rollout-key and no arguments (usage: wasmfleet serve %s)", strings.SplitN(serveSynopsis, "\n", 2)[0])
+	}
+	lvl, err := zerolog.ParseLevel(*level)
+	if err != nil || *level == "" {
+		return usagef("--log-level %q: want debug, info, warn or error", *level)
+	}
+	for name, d := range map[string]time.Duration{"--lease": *lease, "--interval": *interval, "--desired-ttl": *ttl,
+		"--sync-idle": *syncIdle, "--sync-max": *syncMax} {
+		if d <= 0 {
+			return usagef("%s must be positive", name)
+		}
+	}
+	mcfg, err := mf.controllerConfig()
+	if err != nil {
+		return err
+	}
+	scfg, err := s3.config()
+	if err != nil {
+		return err
+	}
+	store, err := controller.OpenStore(scfg)
+	if err != nil {
+		return opError{"s3", err}
+	}
+	log := env.Log.Level(lvl)
+	trust, err := loadTrust(ctx, env, *trustPath, s3)
+	if err != nil {
+		return err
+	}
+	signers, ids, err := loadSigners(ctx, env, keyRefs, *pwFile)
+	if err != nil {
+		return err
+	}
+	if err := controller.CheckSigners(ctx, trust, signers); err != nil {
+		return refused(err)
+	}
+	srv, err := controller.New(controller.Config{
+		Store: store, MQTT: mcfg, Topics: report.Topics{Prefix: *mf.prefix}, Signers: signers, ID: *id,
+		Lease: *lease, Interval: *interval, DesiredTTL: *ttl, SyncIdle: *syncIdle, SyncMax: *syncMax, Log: log,
+	})
+	if err != nil {
+		return usagef("%v", err)
+	}
+	log.Info().Str("id", srv.Controller().ID()).Str("bucket", store.Bucket()).Strs("brokers", mcfg.Brokers).
+		Str("rollout_keys", shortIDs(ids)).Uint64("trust_version", trust.Version()).Msg("rollout controller starting")
+	if err := srv.Run(ctx); err != nil {
+		return opError{"serve", err}
+	}
+	st := srv.Stats()
+	log.Info().Uint64("published", st.Published).Uint64("statuses", st.Feed.Statuses).Uint64("events", st.Feed.Events).
+		Uint64("malformed", st.Feed.Malformed).Msg("rollout controller stopped")
+	return nil
+}
+
+// loadTrust reads the trust file at path, or the bucket's trust/root.json when path is "".
+func loadTrust(ctx context.Context, env *Env, path string, s3 *s3Flags) (*signing.Trust, error) {
+	if path != "" {
+		b, err := readFile("--trust", path)
+		if err != nil {
+			return nil, opError{"trust", err}
+		}
+		t, err := signing.ParseTrust(b)
+		if err != nil {
+			return nil, refused(fmt.Errorf("%s: %w", path, err))
+		}
+		return t, nil
+	}
+	bucket, err := s3.open(env)
+	if err != nil {
+		return nil, err
+	}
+	t, err := bucket.Trust(ctx)
+	switch {
+	case errors.Is(err, publish.ErrNoTrust):
+		return nil, opError{"trust", fmt.Errorf("no --trust given and %s", err)}
+	case err != nil && signing.KindOf(err) != nil:
+		return nil, refused(err)
+	case err != nil:
+		return nil, opError{"s3", err}
+	}
+	return t, nil
+}
+
+// config is the bucket's configuration from the flags (s3Flags.open, without opening).
+func (f *s3Flags) config() (publish.Config, error) {
+	secret, err := secretFromEnv(s3SecretKeyEnv, s3SecretFileEnv)
+	if err != nil {
+		return publish.Config{}, opError{"s3", err}
+	}
+	cfg := publish.Config{Endpoint: *f.endpoint, Bucket: *f.bucket, Region: *f.region,
+		AccessKey: *f.accessKey, SecretKey: secret, Insecure: *f.insecure, CAFile: *f.ca}
+	if err := cfg.Validate(); err != nil {
+		return publish.Config{}, usagef("%v (flags --s3-endpoint, --bucket, --s3-access-key; env %s, %s, %s, %s)",
+			err, s3EndpointEnv, s3BucketEnv, s3AccessKeyEnv, s3SecretKeyEnv)
+	}
+	return cfg, nil
+}
+
+// controllerConfig is the long-lived, reconnecting session of the controller, from the same
+// flags and environment as mqttFlags.connect's short one.
+func (f *mqttFlags) controllerConfig() (controller.MQTTConfig, error) {
+	var c controller.MQTTConfig
+	for b := range strings.SplitSeq(*f.brokers, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			c.Brokers = append(c.Brokers, b)
+		}
+	}
+	if len(c.Brokers) == 0 {
+		return c, usagef("no broker: give --broker URL (or set %s)", mqttBrokersEnv)
+	}
+	password, err := secretFromEnv(mqttPasswordEnv, mqttPwFileEnv)
+	if err != nil {
+		return c, opError{"mqtt", err}
+	}
+	if password != "" && *f.username == "" {
+		return c, usagef("%s is set but no --username (or %s) is given", mqttPasswordEnv, mqttUserEnv)
+	}
+	if (*f.cert == "") != (*f.key == "") {
+		return c, usagef("--cert and --key go together")
+	}
+	c.Username, c.Password, c.ConnectTimeout = *f.username, password, *f.timeout
+	if *f.ca != "" || *f.cert != "" {
+		t := &tls.Config{MinVersion: tls.VersionTLS12}
+		if *f.ca != "" {
+			pem, err := readFile("--ca", *f.ca)
+			if err != nil {
+				return c, opError{"mqtt", err}
+			}
+			t.RootCAs = x509.NewCertPool()
+			if !t.RootCAs.AppendCertsFromPEM(pem) {
+				return c, opError{"mqtt", fmt.Errorf("--ca %s holds no PEM certificate", *f.ca)}
+			}
+		}
+		if *f.cert != "" {
+			cert, err := tls.LoadX509KeyPair(*f.cert, *f.key)
+			if err != nil {
+				return c, opError{"mqtt", fmt.Errorf("client certificate: %w", err)}
+			}
+			t.Certificates = []tls.Certificate{cert}
+		}
+		c.TLS = t
+	}
+	return c, nil
+}
