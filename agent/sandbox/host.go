@@ -124,6 +124,7 @@ func instantiateHost(ctx context.Context, rt wazero.Runtime) (api.Module, error)
 				if !ok {
 					panic(fmt.Errorf("%w: %s called outside an event", ErrTrap, h.name))
 				}
+				e.checkDeadline()
 				h.fn(e, mod, stack)
 			}), h.params, h.results).
 			Export(h.name)

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -209,9 +210,7 @@ func (e *event) fail(err error) {
 func (e *event) yield(ctx context.Context, mod api.Module) {
 	switch {
 	case e.violation != nil:
-	case !time.Now().Before(e.deadline):
-		e.timedOut = true
-		e.violation = fmt.Errorf("%w: still running after %s", ErrTimeout, e.m.limits.Timeout)
+	case e.expired():
 	case ctx.Err() != nil:
 		e.violation = fmt.Errorf("%w: %v", ErrCancelled, context.Cause(ctx))
 	case !e.ctxDeadline.IsZero() && !time.Now().Before(e.ctxDeadline):
@@ -237,6 +236,47 @@ func (e *event) yield(ctx context.Context, mod api.Module) {
 	}
 	panic(violation{e.violation})
 }
+
+// expired reports whether the deadline has passed, and if so records the timeout.
+func (e *event) expired() bool {
+	if time.Now().Before(e.deadline) {
+		return false
+	}
+	e.timedOut = true
+	if e.violation == nil {
+		e.violation = fmt.Errorf("%w: still running after %s", ErrTimeout, e.m.limits.Timeout)
+	}
+	return true
+}
+
+// checkDeadline ends the event if its deadline has passed. Host functions call it on entry:
+// a guest that loops over a host call does work between two of its own checks that the
+// fuel does not see (a 64 KiB random_fill, a large kv_set).
+func (e *event) checkDeadline() {
+	if e.expired() {
+		panic(violation{e.violation})
+	}
+}
+
+// randSource is an event's randomness (deterministic, or the system's when granted), read in
+// chunks with the deadline checked between them, since WASI's random_get may ask for all of
+// memory at once.
+type randSource struct {
+	e   *event
+	src io.Reader
+}
+
+func (r randSource) Read(p []byte) (int, error) {
+	for off := 0; off < len(p); off += randChunk {
+		r.e.checkDeadline()
+		if _, err := io.ReadFull(r.src, p[off:min(off+randChunk, len(p))]); err != nil {
+			return off, err
+		}
+	}
+	return len(p), nil
+}
+
+const randChunk = 64 << 10
 
 // Bounds of the adaptive fuel refill (see yield).
 const (
@@ -284,10 +324,11 @@ func (m *Module) run(ctx context.Context, st *event, start time.Time) error {
 
 	ictx := context.WithValue(ctx, eventKey{}, st)
 	ictx = experimental.WithMemoryAllocator(ictx, &st.mem)
-	cfg := m.base.WithRandSource(&st.rng).WithStdout(&st.stdout).WithStderr(logWriter{st})
+	var src io.Reader = &st.rng
 	if m.manifest.Capabilities.Random {
-		cfg = cfg.WithRandSource(rand.Reader)
+		src = rand.Reader
 	}
+	cfg := m.base.WithRandSource(randSource{st, src}).WithStdout(&st.stdout).WithStderr(logWriter{st})
 	if m.manifest.ABI == modules.ABIWASICommand {
 		st.stdout.limit = int(m.limits.MaxOutput)
 		st.stdout.ev = st

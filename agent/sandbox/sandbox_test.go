@@ -521,3 +521,41 @@ func TestDeadlineHoldsForBulkOperations(t *testing.T) {
 		}
 	}
 }
+
+// TestDeadlineHoldsForHostCalls: after ramping the fuel refill up, a guest loops over host
+// calls that each do real work the fuel does not see: WASI random_get of 16 MiB, and
+// random_fill of 64 KiB with the random capability. The deadline still holds within 10 ms.
+func TestDeadlineHoldsForHostCalls(t *testing.T) {
+	for _, c := range []struct{ name, imp, call, caps string }{
+		{"wasi random_get", `(import "wasi_snapshot_preview1" "random_get" (func $r (param i32 i32) (result i32)))`,
+			`(drop (call $r (i32.const 0) (i32.const 16777216)))`, ""},
+		{"random_fill", `(import "wasmfleet" "random_fill" (func $r (param i32 i32) (result i32)))`,
+			`(drop (call $r (i32.const 0) (i32.const 65536)))`, "capabilities: {random: true}\n"},
+	} {
+		src := `(module
+  ` + c.imp + `
+  (memory (export "memory") 256)
+  (func (export "wasmfleet_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "wasmfleet_handle") (param i32 i32) (result i32)
+    (local $i i32)
+    (loop $warm (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $warm (i32.lt_u (local.get $i) (i32.const 3000000))))
+    (loop $l ` + c.call + ` (br $l))
+    (i32.const 0)))`
+		for _, interp := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/interpreter=%v", c.name, interp), func(t *testing.T) {
+				r := newRuntime(t, Config{Interpreter: interp})
+				mod := load(t, r, wat(t, src), manifest(t, baseManifest+c.caps+"limits: {memory: 16MiB, timeout: 50ms}\n"))
+				for range 3 {
+					start := time.Now()
+					_, err := mod.Handle(context.Background(), Event{})
+					took := time.Since(start)
+					wantKind(t, err, ErrTimeout)
+					if took > 60*time.Millisecond {
+						t.Fatalf("stopped after %v, want within 50ms + 10ms", took)
+					}
+				}
+			})
+		}
+	}
+}
