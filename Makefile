@@ -53,6 +53,13 @@ test: deps ## install test dependencies, then run every test
 bench: ## run the benchmarks (figures go to docs/BENCHMARKS.md)
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 $(PKGS)
 
+# TestScale with SCALE real agents in one process and `wasmfleet serve` in its own; prints
+# the BENCH lines that docs/BENCHMARKS.md ("Rollouts") quotes.
+SCALE ?= 1000
+.PHONY: bench-rollout
+bench-rollout: deps ## roll out to SCALE (1000) real agents through 4 waves, and abort: time, messages, S3, controller memory
+	set -o pipefail; $(GO) test -run '^TestScale$$' -count 1 -v -timeout 30m ./fleet/e2e -scale $(SCALE) | grep -E 'BENCH|agents started|seed:|^(---|ok|FAIL|panic)'
+
 demo: ## run the example handlers through the agent's sandbox
 	bash scripts/demo.sh
 

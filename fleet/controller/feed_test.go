@@ -156,3 +156,53 @@ func TestMQTT(t *testing.T) {
 		}
 	})
 }
+
+// TestConnect: refused credentials are an error at once; a broker that is not there yet is
+// waited for, until it comes or the context ends.
+func TestConnect(t *testing.T) {
+	mq := testenv.StartMosquitto(t, &testenv.MosquittoOptions{Users: map[string]string{"controller": "pw"}})
+	ctx := context.Background()
+	start := time.Now()
+	_, err := Connect(ctx, MQTTConfig{Brokers: []string{mq.URL()}, Username: "controller", Password: "wrong"}, zerolog.Nop(), nil)
+	if err == nil || !strings.Contains(err.Error(), "not Authorized") && !strings.Contains(err.Error(), "bad user name or password") {
+		t.Fatalf("wrong password: %v", err)
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Fatalf("a refused password took %v to report", time.Since(start))
+	}
+	c, err := Connect(ctx, MQTTConfig{Brokers: []string{mq.URL()}, Username: "controller", Password: "pw"}, zerolog.Nop(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Disconnect(100)
+
+	mq.Stop()
+	done := make(chan error, 1)
+	go func() {
+		c, err := Connect(ctx, MQTTConfig{Brokers: []string{mq.URL()}, Username: "controller", Password: "pw"}, zerolog.Nop(), nil)
+		if err == nil {
+			c.Disconnect(100)
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("Connect returned %v while the broker was down", err)
+	case <-time.After(1500 * time.Millisecond): // at least one failed attempt and a retry
+	}
+	mq.Start()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Connect did not connect once the broker was back")
+	}
+	cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	mq.Stop()
+	if _, err := Connect(cctx, MQTTConfig{Brokers: []string{mq.URL()}}, zerolog.Nop(), nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("with the broker down until the context ends: %v", err)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 	"github.com/rs/zerolog"
 
 	"github.com/wasmfleet/wasmfleet/fleet/rollout"
@@ -43,10 +44,12 @@ func (c MQTTConfig) String() string {
 		c.Brokers, c.ClientID, c.Username, pw, c.TLS != nil)
 }
 
-// Connect opens a session that reconnects by itself (paho's backoff, up to 10s between
-// attempts) and calls onConnect, on paho's goroutine, after every connection: that is where
-// subscriptions are made, since the session is clean. It returns once the first connection
-// is up, or when ctx ends.
+// Connect opens a session that paho reconnects by itself once it has been up (its backoff,
+// up to 10s between attempts), and calls onConnect, on paho's goroutine, after every
+// connection: that is where subscriptions are made, since the session is clean. It returns
+// once the first connection is up, or when ctx ends. Until then it tries again every few
+// seconds, logging why each attempt failed, except when the broker refuses the credentials:
+// that is a configuration error, returned at once.
 func Connect(ctx context.Context, cfg MQTTConfig, log zerolog.Logger, onConnect func(mqtt.Client)) (mqtt.Client, error) {
 	if len(cfg.Brokers) == 0 {
 		return nil, errors.New("mqtt: no broker")
@@ -63,7 +66,7 @@ func Connect(ctx context.Context, cfg MQTTConfig, log zerolog.Logger, onConnect 
 		cfg.KeepAlive = 30 * time.Second
 	}
 	o := mqtt.NewClientOptions().SetClientID(cfg.ClientID).SetCleanSession(true).
-		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(time.Second).
+		SetAutoReconnect(true).SetConnectRetry(false).
 		SetMaxReconnectInterval(10 * time.Second).SetConnectTimeout(cfg.ConnectTimeout).
 		SetKeepAlive(cfg.KeepAlive).SetPingTimeout(max(cfg.KeepAlive/3, time.Second)).
 		SetWriteTimeout(cfg.ConnectTimeout).
@@ -88,18 +91,34 @@ func Connect(ctx context.Context, cfg MQTTConfig, log zerolog.Logger, onConnect 
 		o.SetTLSConfig(cfg.TLS)
 	}
 	c := mqtt.NewClient(o)
-	tok := c.Connect()
-	select {
-	case <-tok.Done():
-	case <-ctx.Done():
-		c.Disconnect(0)
-		return nil, fmt.Errorf("connect to %s: %w", strings.Join(cfg.Brokers, ", "), ctx.Err())
+	where := strings.Join(cfg.Brokers, ", ")
+	wait := time.Second
+	for {
+		tok := c.Connect()
+		select {
+		case <-tok.Done():
+		case <-ctx.Done():
+			c.Disconnect(0)
+			return nil, fmt.Errorf("connect to %s: %w", where, ctx.Err())
+		}
+		err := tok.Error()
+		if err == nil {
+			return c, nil
+		}
+		if errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword) || errors.Is(err, packets.ErrorRefusedNotAuthorised) ||
+			errors.Is(err, packets.ErrorRefusedIDRejected) || errors.Is(err, packets.ErrorRefusedBadProtocolVersion) {
+			return nil, fmt.Errorf("connect to %s: %w", where, err)
+		}
+		log.Warn().Err(err).Str("brokers", where).Dur("retry_in", wait).Msg("cannot connect to the broker")
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("connect to %s: %w", where, ctx.Err())
+		}
+		wait = min(wait*2, 10*time.Second)
 	}
-	if err := tok.Error(); err != nil {
-		c.Disconnect(0)
-		return nil, fmt.Errorf("connect to %s: %w", strings.Join(cfg.Brokers, ", "), err)
-	}
-	return c, nil
 }
 
 // DefaultPublishTimeout bounds a desired-state publish that the broker does not

@@ -70,6 +70,8 @@ type world struct {
 type worldOptions struct {
 	// NoObserver: do not record the broker's traffic (the scale test counts it instead).
 	NoObserver bool
+	// MosquittoConfig is added to the broker's configuration.
+	MosquittoConfig string
 }
 
 func newWorld(t *testing.T, o *worldOptions) *world {
@@ -78,7 +80,7 @@ func newWorld(t *testing.T, o *worldOptions) *world {
 		o = &worldOptions{}
 	}
 	w := &world{t: t, bucket: "fleet", dir: t.TempDir(), msgs: map[string][][]byte{}}
-	w.mq = testenv.StartMosquitto(t, &testenv.MosquittoOptions{Config: "max_queued_messages 100000\n"})
+	w.mq = testenv.StartMosquitto(t, &testenv.MosquittoOptions{Config: "max_queued_messages 100000\n" + o.MosquittoConfig})
 	w.s3 = testenv.StartS3(t, nil)
 	w.s3.MakeBucket(w.bucket)
 	w.readKey, w.readSec = w.s3.ReadOnlyUser(w.bucket)
@@ -519,6 +521,32 @@ func (w *world) auditSteps(id string) []uint64 {
 		}
 	}
 	return steps
+}
+
+// auditRecord reads the audit record of a rollout's step.
+func (w *world) auditRecord(id string, step uint64) rollout.AuditRecord {
+	w.t.Helper()
+	keys, err := w.store.List(context.Background(), objects.AuditPrefix)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	for _, k := range keys {
+		rid, s, err := rollout.ParseAuditKey(k)
+		if err != nil || rid != id || s != step {
+			continue
+		}
+		b, _, err := w.store.Get(context.Background(), k)
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		var rec rollout.AuditRecord
+		if err := json.Unmarshal(b, &rec); err != nil {
+			w.t.Fatal(err)
+		}
+		return rec
+	}
+	w.t.Fatalf("no audit record of step %d of %s", step, id)
+	return rollout.AuditRecord{}
 }
 
 // pickID returns the first id prefix-N whose waves hold the given numbers of devices

@@ -35,9 +35,10 @@ const rolloutSynopsis = `start --release NAME@VERSION --group G [--waves 1,10,50
 Every subcommand takes the S3 flags (the bucket holds rollouts/ID.json and audit/): the operator
 writes the rollout document, the controller (wasmfleet serve) does the rest. start also reads
 the group's current desired state, to know what to go back to and which other modules to keep:
-the retained message on the broker when a broker is given (MQTT flags), verified with the trust
-file, else the last one a rollout of the group signed (from the bucket). status shows each
-wave's tally from the audit records and, with a broker, the current wave's devices live.`
+the retained message on the broker when a broker is given (MQTT flags), verified with the
+trust file, else (or when the broker holds none) the last one a rollout of the group signed.
+status shows each wave's tally from the audit records and, with a broker, the current wave's
+devices live.`
 
 func rolloutCmd(ctx context.Context, env *Env, args []string) error {
 	if len(args) == 0 {
@@ -215,8 +216,9 @@ func rolloutStart(ctx context.Context, env *Env, args []string) error {
 		spec.Previous = &p
 	}
 
-	// The group's current desired state: the retained message when there is a broker, else
-	// what the group's last rollout signed.
+	// The group's current desired state: the retained message when there is a broker (what
+	// the devices follow), else, or when the broker holds none, what the group's last
+	// rollout signed.
 	var from string
 	if strings.TrimSpace(*mf.brokers) != "" {
 		c, err := mf.connect(ctx)
@@ -229,9 +231,14 @@ func rolloutStart(ctx context.Context, env *Env, args []string) error {
 		if err != nil && !errors.Is(err, controller.ErrNoDesired) {
 			return refusedOr("mqtt", err)
 		}
-	} else {
+	}
+	if spec.Current == nil {
 		spec.Current, _, err = controller.LatestDesired(ctx, store, *group, v)
-		from = "the desired state of the group's last rollout in s3"
+		if from == "" {
+			from = "the desired state of the group's last rollout in s3"
+		} else {
+			from += " and the group's last rollout in s3"
+		}
 		if err != nil && !errors.Is(err, controller.ErrNoDesired) {
 			return refusedOr("s3", err)
 		}

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -88,6 +89,9 @@ func serveCmd(ctx context.Context, env *Env, args []string) error {
 	if err := controller.CheckSigners(ctx, trust, signers); err != nil {
 		return refused(err)
 	}
+	// Decrypting a key file runs scrypt (N=32768, r=8: 32 MiB), which would otherwise stay
+	// in the daemon's RSS long after: give it back now.
+	debug.FreeOSMemory()
 	srv, err := controller.New(controller.Config{
 		Store: store, MQTT: mcfg, Topics: report.Topics{Prefix: *mf.prefix}, Signers: signers, ID: *id,
 		Lease: *lease, Interval: *interval, DesiredTTL: *ttl, SyncIdle: *syncIdle, SyncMax: *syncMax, Log: log,
