@@ -254,9 +254,9 @@ func (w *world) agentConfig(id string, o *agentOptions, groups ...string) *confi
 	cfg.MQTT.Brokers = []string{w.mq.URL()}
 	cfg.S3.Endpoint, cfg.S3.Bucket, cfg.S3.Insecure = w.s3.Endpoint(), w.bucket, true
 	cfg.S3.AccessKey, cfg.S3.SecretKey = w.readKey, config.Secret(w.readSec)
-	cfg.StatusInterval = modules.Duration(cmp(o.StatusInterval, 5*time.Second))
+	cfg.StatusInterval = modules.Duration(orDefault(o.StatusInterval, 5*time.Second))
 	cfg.Health.Events = max(o.HealthEvents, 2)
-	cfg.Health.Window = modules.Duration(cmp(o.HealthWindow, 2*time.Second))
+	cfg.Health.Window = modules.Duration(orDefault(o.HealthWindow, 2*time.Second))
 	cfg.Health.MaxFailureRatio = 0.5
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -265,7 +265,7 @@ func (w *world) agentConfig(id string, o *agentOptions, groups ...string) *confi
 	return cfg
 }
 
-func cmp(d, def time.Duration) time.Duration {
+func orDefault(d, def time.Duration) time.Duration {
 	if d > 0 {
 		return d
 	}
@@ -492,7 +492,7 @@ func (w *world) desiredHistory(group string) []published {
 	return out
 }
 
-// target is the module's entry of d for rollout id, if any.
+// target is module's entry in d, if any.
 func target(d *signing.Desired, module string) (signing.ModuleTarget, bool) {
 	for _, m := range d.Modules {
 		if m.Release.Name == module {
@@ -634,13 +634,4 @@ func waitFor(t testing.TB, timeout time.Duration, cond func() bool, what func() 
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// mustJSON is json.Marshal for tests.
-func mustJSON(t testing.TB, v any) string {
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }

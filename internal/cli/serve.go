@@ -32,7 +32,8 @@ retained on wasmfleet/groups/GROUP/desired, judges the wave from what the device
 and advances, or aborts and sends every device of the group back. It holds rollout keys
 only: --rollout-key must name keys of the trust file's rollout role (their password from
 --password-file, WASMFLEET_KEY_PASSWORD or COSIGN_PASSWORD). It keeps no state of its own:
-stop it at any time and start it again (same --id: at once; another: after --lease).`
+stop it at any time and start it again (same --id: at once; another: after --lease). Logs are
+JSON lines on stdout.`
 
 func serveCmd(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "serve", serveSynopsis)
@@ -77,7 +78,8 @@ func serveCmd(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return opError{"s3", err}
 	}
-	log := env.Log.Level(lvl)
+	// A daemon's log: JSON lines on stdout, as the agent writes them, for journald.
+	log := zerolog.New(env.Stdout).Level(lvl).With().Timestamp().Logger()
 	trust, err := loadTrust(ctx, env, *trustPath, s3)
 	if err != nil {
 		return err
