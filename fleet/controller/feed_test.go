@@ -1,9 +1,11 @@
 package controller
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -178,17 +180,24 @@ func TestConnect(t *testing.T) {
 
 	mq.Stop()
 	done := make(chan error, 1)
+	var logs lockedBuffer
 	go func() {
-		c, err := Connect(ctx, MQTTConfig{Brokers: []string{mq.URL()}, Username: "controller", Password: "pw"}, zerolog.Nop(), nil)
+		c, err := Connect(ctx, MQTTConfig{Brokers: []string{mq.URL()}, Username: "controller", Password: "pw"}, zerolog.New(&logs), nil)
 		if err == nil {
 			c.Disconnect(100)
 		}
 		done <- err
 	}()
-	select {
-	case err := <-done:
-		t.Fatalf("Connect returned %v while the broker was down", err)
-	case <-time.After(1500 * time.Millisecond): // at least one failed attempt and a retry
+	// Wait, by its log, for a failed attempt and a failed retry; Connect must not return.
+	for deadline := time.Now().Add(20 * time.Second); strings.Count(logs.String(), "cannot connect to the broker") < 2; {
+		select {
+		case err := <-done:
+			t.Fatalf("Connect returned %v while the broker was down", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no retry logged while the broker was down: %s", logs.String())
+		}
 	}
 	mq.Start()
 	select {
@@ -205,4 +214,22 @@ func TestConnect(t *testing.T) {
 	if _, err := Connect(cctx, MQTTConfig{Brokers: []string{mq.URL()}}, zerolog.Nop(), nil); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("with the broker down until the context ends: %v", err)
 	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for one writer and one reader.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
