@@ -375,6 +375,9 @@ func (a *Agent) install(ctx context.Context, name string, t target) (permanent b
 	a.event(e)
 	a.statusChanged()
 
+	// A release may be signed by keys of a newer trust file than the device holds.
+	a.refreshTrust(ctx)
+
 	// The release: fetched, verified against the trust file, and matched with the target.
 	key, err := objects.ReleaseKey(t.ref.Name, t.ref.Version)
 	if err != nil {
@@ -741,4 +744,39 @@ func (a *Agent) maxModuleSize() uint64 {
 		return n
 	}
 	return sandbox.DefaultMaxModuleSize
+}
+
+// refreshTrust fetches the bucket's trust file and, when it is the next version of the one
+// the device holds and verifies under both (signing.Trust.Rotate), moves to it and keeps it
+// in the store, so that a restart starts from it. Any failure leaves the trust as it was:
+// an older, equal or unverifiable trust file is never adopted.
+func (a *Agent) refreshTrust(ctx context.Context) {
+	data, err := a.fetcher.Get(ctx, objects.TrustKey, signing.MaxEnvelopeSize)
+	if err != nil {
+		if !errors.Is(err, fetch.ErrNotFound) {
+			a.log.Debug().Err(err).Msg("fetch trust file")
+		}
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	cur := a.trust
+	next, err := cur.Rotate(data, time.Now())
+	switch {
+	case err != nil && errors.Is(err, signing.ErrReplay):
+		return // the bucket's is not newer than ours
+	case err != nil:
+		a.log.Warn().Err(err).Uint64("held", cur.Version()).Msg("trust file in the bucket refused")
+		a.lastError = "trust file in the bucket refused: " + err.Error()
+		return
+	case next.Version() <= cur.Version():
+		return
+	}
+	if err := a.store.PutTrust(data); err != nil {
+		a.log.Error().Err(err).Msg("keep rotated trust file")
+		return
+	}
+	a.trust = next
+	a.log.Info().Uint64("from", cur.Version()).Uint64("to", next.Version()).Msg("trust file rotated")
+	a.statusChanged()
 }
