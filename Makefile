@@ -9,7 +9,7 @@ TESTFLAGS ?=
 LDFLAGS := -s -w
 CROSS := linux/arm64 linux/arm/6 linux/arm/7 linux/amd64
 
-.PHONY: help build cross modules deps deps-interop check test bench demo clean
+.PHONY: go-modules help build cross modules deps deps-interop check test bench demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -46,7 +46,11 @@ check: ## gofmt, vet, go mod tidy without diff, cross-builds
 # test binaries: they run first, alone; then everything else, in parallel.
 SANDBOX := ./agent/sandbox/...
 
-test: deps ## install test dependencies, then run every test
+# The Go examples' .wasm files are built, not committed (megabytes of Go runtime each).
+go-modules: ## build the Go example handlers with Go alone (make test and make demo do)
+	bash modules/build-go.sh
+
+test: deps go-modules ## install test dependencies, then run every test
 	$(GO) test $(RACE) -timeout 20m $(TESTFLAGS) $(SANDBOX)
 	$(GO) test $(RACE) -timeout 20m $(TESTFLAGS) $$($(GO) list $(PKGS) | grep -v '/agent/sandbox')
 

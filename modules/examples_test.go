@@ -125,7 +125,7 @@ func TestModulesUpToDate(t *testing.T) {
 		}
 		committed, err := os.ReadFile(filepath.Join(root, rel))
 		if err != nil {
-			t.Errorf("%s: not committed: %v (run make modules)", rel, err)
+			t.Errorf("%s: missing: %v (run make modules, or make go-modules for the Go examples)", rel, err)
 			return nil
 		}
 		if !bytes.Equal(first, committed) {

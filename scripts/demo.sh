@@ -56,6 +56,7 @@ contained() {
 echo "== building bin/wasmfleet"
 mkdir -p bin
 CGO_ENABLED=0 go build -trimpath -o bin/wasmfleet ./cmd/wasmfleet
+bash modules/build-go.sh   # the Go example handlers (their .wasm is built, not committed)
 echo "   $(go version)"
 
 header "threshold-alert (C, handler/v1): alert when a reading is above config.threshold (30.5)" \

@@ -3,19 +3,12 @@ package controller
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/url"
-	"os"
 	"sync/atomic"
-	"time"
 
 	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/wasmfleet/wasmfleet/fleet/publish"
 	"github.com/wasmfleet/wasmfleet/fleet/rollout"
@@ -49,58 +42,11 @@ func OpenStore(cfg publish.Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	host := cfg.Endpoint
-	if u, err := url.Parse(cfg.Endpoint); err == nil && u.Scheme != "" && u.Host != "" {
-		host = u.Host
-	}
-	tr, err := s3Transport(cfg)
+	c, err := cfg.Client()
 	if err != nil {
 		return nil, err
 	}
-	var creds *credentials.Credentials
-	if cfg.AccessKey != "" {
-		creds = credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, "")
-	} else {
-		creds = credentials.New(&credentials.Static{Value: credentials.Value{SignerType: credentials.SignatureAnonymous}})
-	}
-	c, err := minio.New(host, &minio.Options{Creds: creds, Secure: !cfg.Insecure, Transport: tr, Region: cfg.Region})
-	if err != nil {
-		return nil, fmt.Errorf("s3 client for %s: %w", host, err)
-	}
 	return NewStore(c, cfg.Bucket), nil
-}
-
-// s3Transport is publish's transport (package publish keeps its own unexported): bounded
-// dial, handshake and header times, and the extra CA file.
-func s3Transport(cfg publish.Config) (*http.Transport, error) {
-	tr := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ResponseHeaderTimeout: 60 * time.Second,
-		IdleConnTimeout:       90 * time.Second,
-		MaxIdleConnsPerHost:   16,
-		DisableCompression:    true,
-	}
-	if cfg.Insecure {
-		return tr, nil
-	}
-	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-	if cfg.CAFile != "" {
-		pem, err := os.ReadFile(cfg.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("read s3 CA file: %w", err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("s3 CA file %s holds no PEM certificate", cfg.CAFile)
-		}
-		tr.TLSClientConfig.RootCAs = pool
-	}
-	return tr, nil
 }
 
 // Bucket is the bucket's name.

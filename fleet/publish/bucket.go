@@ -107,6 +107,17 @@ type Bucket struct {
 
 // Open checks cfg and builds a Bucket. It makes no request.
 func Open(cfg Config, log zerolog.Logger) (*Bucket, error) {
+	c, err := cfg.Client()
+	if err != nil {
+		return nil, err
+	}
+	return NewBucket(c, cfg.Bucket, log), nil
+}
+
+// Client checks cfg and builds a minio client for it (transport with bounded times and the
+// extra CA, static v4 or anonymous credentials). It makes no request. The rollout
+// controller's store uses it too.
+func (cfg Config) Client() (*minio.Client, error) {
 	ep, err := cfg.hostPort()
 	if err != nil {
 		return nil, err
@@ -125,7 +136,7 @@ func Open(cfg Config, log zerolog.Logger) (*Bucket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("s3 client for %s: %w", ep, err)
 	}
-	return NewBucket(c, cfg.Bucket, log), nil
+	return c, nil
 }
 
 // NewBucket wraps a minio client that may write bucket.
