@@ -71,7 +71,7 @@ wf run --manifest $ex/threshold-alert/manifest.yaml --device pi-7 \
 header "moving-average (Go, handler/v1, kv): the average of the last 5 readings, kept in kv" \
   "Three events sharing one --kv-dir, so the state carries over from run to run." \
   "(--interpreter: wazero's interpreter, what 32-bit ARM devices run. The compiler would" \
-  " spend about 2 s per run compiling this 3 MB Go module; the agent compiles once and caches.)"
+  " spend about 2 s compiling this 3 MB Go module on a first run; run and the agent then cache it.)"
 for v in 20 22 27; do
   wf run --interpreter --manifest $ex/moving-average/manifest.yaml --kv-dir "$tmp/kv" --device pi-7 \
     --event "{\"value\": $v}" $ex/moving-average/moving-average.wasm
