@@ -43,7 +43,8 @@ check: ## gofmt, vet, go mod tidy without diff, cross-builds
 
 # The sandbox's tests assert wall-clock deadlines (a runaway guest stopped within its
 # deadline + 10 ms), which only means something on a machine that is not also running other
-# test binaries: they run first, alone; then everything else, in parallel.
+# test binaries: they run first, alone and one package at a time (-p 1: the rewrite
+# package's tests would otherwise share the two cores); then everything else, in parallel.
 SANDBOX := ./agent/sandbox/...
 
 # The Go examples' .wasm files are built, not committed (megabytes of Go runtime each).
@@ -51,7 +52,7 @@ go-modules: ## build the Go example handlers with Go alone (make test and make d
 	bash modules/build-go.sh
 
 test: deps go-modules ## install test dependencies, then run every test
-	$(GO) test $(RACE) -timeout 20m $(TESTFLAGS) $(SANDBOX)
+	$(GO) test $(RACE) -p 1 -timeout 20m $(TESTFLAGS) $(SANDBOX)
 	$(GO) test $(RACE) -timeout 20m $(TESTFLAGS) $$($(GO) list $(PKGS) | grep -v '/agent/sandbox')
 
 bench: ## run the benchmarks (figures go to docs/BENCHMARKS.md)
