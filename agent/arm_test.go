@@ -37,7 +37,7 @@ func crossBuildAgent(tg armTarget, dir string) (string, error) {
 		return "", fmt.Errorf("go not found on PATH: %w", err)
 	}
 	bin := filepath.Join(dir, "wasmfleet-agent-"+tg.name)
-	cmd := exec.Command(goBin, "build", "-trimpath", "-ldflags", "-s -w", "-o", bin,
+	cmd := exec.Command(goBin, "build", "-trimpath", "-tags", "nethttpomithttp2", "-ldflags", "-s -w", "-o", bin,
 		"github.com/wasmfleet/wasmfleet/cmd/wasmfleet-agent")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+tg.goarch, "GOARM="+tg.goarm)
 	if out, err := cmd.CombinedOutput(); err != nil {
