@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wasmfleet/wasmfleet/internal/testenv"
 	"github.com/wasmfleet/wasmfleet/protocol/report"
 )
 
@@ -107,7 +108,7 @@ func TestAgentUnderQEMU(t *testing.T) {
 		tg        armTarget
 		device    string
 		alerts    string
-		proc      *agentProcess
+		proc      *testenv.Process
 		started   time.Time // the process was started
 		activated time.Time // the agent reported threshold-alert activated (its own clock: the same one)
 		sent      time.Time // the reading was published
@@ -165,8 +166,8 @@ log_level: debug
 					}
 				}
 			}
-			if !r.proc.running() {
-				t.Fatalf("%s: the agent exited: %v", r.tg.name, r.proc.err)
+			if !r.proc.Running() {
+				t.Fatalf("%s: the agent exited: %v", r.tg.name, r.proc.Err())
 			}
 			done = done && !r.alerted.IsZero()
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/wasmfleet/wasmfleet/agent/config"
+	"github.com/wasmfleet/wasmfleet/internal/testenv"
 	"github.com/wasmfleet/wasmfleet/modules"
 	"github.com/wasmfleet/wasmfleet/protocol/objects"
 	"github.com/wasmfleet/wasmfleet/protocol/report"
@@ -330,7 +331,7 @@ func TestDownloadCutResumes(t *testing.T) {
 	mkey, _ := objects.ModuleKey(ref.Name, ref.Version)
 	rkey, _ := objects.ReleaseKey(ref.Name, ref.Version)
 
-	proxy := startS3Proxy(t, f.s3.Endpoint())
+	proxy := testenv.StartProxy(t, f.s3.Endpoint())
 	proxy.SetRate(4 << 20)
 	cfg := f.agentConfig(device, "kitchen")
 	cfg.S3.Endpoint = proxy.Addr()

@@ -1,120 +1,18 @@
 package agent
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/wasmfleet/wasmfleet/internal/testenv"
 	"github.com/wasmfleet/wasmfleet/protocol/objects"
 	"github.com/wasmfleet/wasmfleet/protocol/report"
 )
-
-// buildAgent builds cmd/wasmfleet-agent into a temp dir and returns the binary's path.
-func buildAgent(t *testing.T) string {
-	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("go not found on PATH: %v", err)
-	}
-	bin := filepath.Join(t.TempDir(), "wasmfleet-agent")
-	cmd := exec.Command(goBin, "build", "-o", bin, "github.com/wasmfleet/wasmfleet/cmd/wasmfleet-agent")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build wasmfleet-agent: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// lockedBuffer collects a subprocess's output.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// agentProcess is wasmfleet-agent running as a subprocess.
-type agentProcess struct {
-	cmd  *exec.Cmd
-	out  *lockedBuffer
-	done chan struct{}
-	err  error
-}
-
-// startAgentProcess runs bin --config config; its stdout and stderr (zerolog JSON) go to
-// the test log if the test fails. It is stopped with SIGTERM when the test ends, if still
-// running.
-func startAgentProcess(t *testing.T, bin, config, name string) *agentProcess {
-	t.Helper()
-	p := &agentProcess{out: &lockedBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, "--config", config)
-	for _, e := range os.Environ() {
-		if !strings.HasPrefix(e, "WASMFLEET_") {
-			p.cmd.Env = append(p.cmd.Env, e)
-		}
-	}
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		if p.running() {
-			p.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-p.done:
-				if p.err != nil {
-					t.Errorf("%s: after SIGTERM: %v", name, p.err)
-				}
-			case <-time.After(10 * time.Second):
-				p.cmd.Process.Kill()
-				<-p.done
-				t.Errorf("%s did not stop within 10s of SIGTERM", name)
-			}
-		}
-		if t.Failed() {
-			t.Logf("%s output:\n%s", name, p.out.String())
-		}
-	})
-	return p
-}
-
-func (p *agentProcess) running() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// kill sends SIGKILL and waits for the process to be gone.
-func (p *agentProcess) kill(t *testing.T) {
-	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatalf("kill agent: %v", err)
-	}
-	<-p.done
-}
 
 // retainedStatus connects a fresh client and returns the retained status of device.
 func retainedStatus(t *testing.T, brokerURL, device string) *report.Status {
@@ -159,35 +57,16 @@ func TestAgentRestartKeepsModules(t *testing.T) {
 	const device = "pi-6"
 	bin := buildAgent(t)
 	f := newFleet(t)
-	proxy := startS3Proxy(t, f.s3.Endpoint())
+	proxy := testenv.StartProxy(t, f.s3.Endpoint())
 	manifest, wasm := example(t, "threshold-alert", "threshold-alert.wasm")
 	ref := f.publishRelease(manifest, wasm)
 	f.publishDesired(f.desiredDoc("kitchen", everyone(ref, "r1")))
 	mkey, _ := objects.ModuleKey(ref.Name, ref.Version)
 	rkey, _ := objects.ReleaseKey(ref.Name, ref.Version)
 
-	cfg := f.agentConfig(device, "kitchen") // writes the trust file; the YAML below says the rest
-	yaml := fmt.Sprintf(`device_id: %s
-groups: [kitchen]
-mqtt:
-  brokers: [%q]
-  keep_alive: 5s
-  connect_timeout: 5s
-s3:
-  endpoint: %q
-  bucket: %s
-  access_key: %q
-  secret_key: %q
-  insecure: true
-trust_root: %q
-data_dir: %q
-status_interval: 1s
-log_level: debug
-`, device, f.mq.URL(), proxy.Addr(), f.bucket, f.readKey, f.readSec, cfg.TrustRoot, cfg.DataDir)
-	config := filepath.Join(f.dir, "agent.yaml")
-	if err := os.WriteFile(config, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg := f.agentConfig(device, "kitchen")
+	cfg.S3.Endpoint = proxy.Addr()
+	config := writeAgentYAML(t, cfg)
 
 	first := startAgentProcess(t, bin, config, "agent (first run)")
 	isActive := func(s *report.Status) bool {
@@ -203,7 +82,7 @@ log_level: debug
 		t.Fatalf("first run: %d module requests, %d bytes; requests %v", n, b, proxy.Requests())
 	}
 
-	first.kill(t)
+	first.Kill()
 	killedAt := time.Now()
 	requestsBefore := len(proxy.Requests())
 	eventsBefore := len(f.events(device))
@@ -239,8 +118,8 @@ log_level: debug
 		m, _ := moduleStatus(s, "threshold-alert")
 		return isActive(s) && m.Invocations >= 1
 	}, "the event counted after the restart")
-	if !second.running() {
-		t.Fatalf("the second agent exited: %v", second.err)
+	if !second.Running() {
+		t.Fatalf("the second agent exited: %v", second.Err())
 	}
 
 	if rs := retainedStatus(t, f.mq.URL(), device); !isActive(rs) {
@@ -254,7 +133,7 @@ log_level: debug
 			t.Fatalf("after the restart the agent reported %+v: it should run what it had", e)
 		}
 	}
-	if !strings.Contains(second.out.String(), `"message":"module restored"`) {
+	if !strings.Contains(second.Output(), `"message":"module restored"`) {
 		t.Errorf("the second run did not log \"module restored\"")
 	}
 	m, _ := moduleStatus(handled, "threshold-alert")

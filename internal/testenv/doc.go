@@ -1,6 +1,7 @@
 // Package testenv starts real servers for integration tests: Mosquitto (the MQTT broker from
 // Debian) and versitygw (an S3 server), each on free loopback ports (127.0.0.1 only), with
-// TLS material from a throwaway CA. It holds no fakes: tests about our own logic use
+// TLS material from a throwaway CA, and the tools to hurt them: a fault-injecting proxy,
+// child processes to kill, and small disks to fill. It holds no fakes: tests about our own logic use
 // in-process doubles; tests about talking to a broker or a bucket use these.
 //
 // Every server is stopped by t.Cleanup, keeps its data in t.TempDir, and can be stopped
@@ -33,6 +34,17 @@
 // (`versitygw admin create-user`, served on the S3 port) and grants it read access to one
 // bucket with a bucket policy (s3:GetObject, s3:ListBucket), so the agent can be tested with
 // credentials that cannot write.
+//
+// # Faults, processes and full disks
+//
+// StartProxy puts a TCP relay in front of an HTTP server (versitygw): it records every
+// request (method, path, Range) with the bytes of its answer, throttles, cuts every open
+// connection at once (Cut), and injects faults into chosen requests (Fault: refuse, answer
+// itself, cut or corrupt the body at an offset). GoBuild builds a command and StartProcess
+// runs it as a child that a test can kill -9, stop, read the output of line by line, and
+// measure (resident memory, descriptors, threads from /proc); ProcessOptions.FileSizeLimit
+// sets its RLIMIT_FSIZE. SmallDisk mounts a small tmpfs (as root) for disk-full tests; where
+// that is not allowed the test uses FileSizeLimit instead, and never skips.
 //
 // Methods that fail call t.Fatal, so call them from the test's goroutine.
 package testenv
