@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/wasmfleet/wasmfleet/agent/fetch"
 	"github.com/wasmfleet/wasmfleet/agent/sandbox"
 	"github.com/wasmfleet/wasmfleet/agent/store"
@@ -408,31 +410,8 @@ func (a *Agent) install(ctx context.Context, name string, t target) (permanent b
 	// The module: downloaded into *.unverified (resuming what an earlier attempt left),
 	// checked against the signed digest and size, and only then moved into the store.
 	if !a.store.HasBlob(rel.SHA256) {
-		path, _, err := a.store.Partial(rel.SHA256)
-		if err != nil {
-			return fail(err, false)
-		}
-		mkey, err := objects.ModuleKey(t.ref.Name, t.ref.Version)
-		if err != nil {
-			return fail(err, true)
-		}
-		stats, err := a.fetcher.Download(ctx, mkey, path, int64(rel.Size))
-		if err != nil {
-			return fail(downloadError(err), isPermanentFetch(err))
-		}
-		log.Debug().Int64("bytes", stats.BytesFetched).Int("attempts", stats.Attempts).Msg("module downloaded")
-		f, err := os.Open(path)
-		if err != nil {
-			return fail(err, false)
-		}
-		verr := rel.VerifyModule(f)
-		f.Close()
-		if verr != nil {
-			a.store.DropPartial(rel.SHA256)
-			return fail(fmt.Errorf("verify module: %w", verr), true)
-		}
-		if err := a.store.CommitBlob(rel.SHA256); err != nil {
-			return fail(err, false)
+		if permanent, err := a.fetchModule(ctx, log, t.ref, rel); err != nil {
+			return fail(err, permanent)
 		}
 	}
 	wasm, err := a.store.Blob(rel.SHA256)
@@ -454,6 +433,48 @@ func (a *Agent) install(ctx context.Context, name string, t target) (permanent b
 	// fleet retreats to, and failing its window would roll forward to the bad release.
 	a.activate(name, t, mod, !t.rollback)
 	return false, nil
+}
+
+// fetchModule downloads the module of rel into the store's *.unverified file, resuming what
+// an earlier attempt (or an earlier run of the agent) left there, checks it against the
+// signed digest and size, and commits it to the store.
+//
+// A resumed download that does not verify is fetched once more from the start, in the same
+// call: the bytes kept from before may be what is wrong (a power cut can leave a file whose
+// tail never reached the disk), not the object in the bucket. Only a download that started
+// from nothing and still does not verify is refused for good.
+func (a *Agent) fetchModule(ctx context.Context, log zerolog.Logger, ref signing.ReleaseRef, rel *signing.Release) (permanent bool, err error) {
+	mkey, err := objects.ModuleKey(ref.Name, ref.Version)
+	if err != nil {
+		return true, err
+	}
+	for {
+		path, _, err := a.store.Partial(rel.SHA256)
+		if err != nil {
+			return false, err
+		}
+		stats, err := a.fetcher.Download(ctx, mkey, path, int64(rel.Size))
+		if err != nil {
+			return isPermanentFetch(err), downloadError(err)
+		}
+		log.Debug().Int64("bytes", stats.BytesFetched).Int64("kept", stats.Existing).Int("attempts", stats.Attempts).Msg("module downloaded")
+		f, err := os.Open(path)
+		if err != nil {
+			return false, err
+		}
+		verr := rel.VerifyModule(f)
+		f.Close()
+		if verr == nil {
+			return false, a.store.CommitBlob(rel.SHA256)
+		}
+		if err := a.store.DropPartial(rel.SHA256); err != nil {
+			return false, fmt.Errorf("verify module: %w (and removing the download: %v)", verr, err)
+		}
+		if stats.Existing == 0 {
+			return true, fmt.Errorf("verify module: %w", verr)
+		}
+		log.Warn().Err(verr).Int64("kept", stats.Existing).Msg("a resumed download does not verify; fetching the module again from the start")
+	}
 }
 
 // isPermanentFetch tells the download failures that another attempt will not fix: the

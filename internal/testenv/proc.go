@@ -142,6 +142,15 @@ func (p *Process) Kill() {
 	<-p.done
 }
 
+// Signal sends sig without waiting; safe from any goroutine (a timer that cuts the power at
+// a chosen instant). Signalling a process that has exited is not an error.
+func (p *Process) Signal(sig os.Signal) error {
+	if err := p.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("signal %s: %w", p.name, err)
+	}
+	return nil
+}
+
 // Stop sends SIGTERM and waits for the exit; a process still running after 10 s is killed
 // and the test fails. It returns the exit error.
 func (p *Process) Stop() error {
