@@ -117,6 +117,7 @@ func New(ctx context.Context, cfg *config.Config, log zerolog.Logger) (a *Agent,
 	if a.fetcher, err = fetch.New(fetch.Config{
 		Endpoint: cfg.S3.Endpoint, Bucket: cfg.S3.Bucket, Region: cfg.S3.Region,
 		AccessKey: cfg.S3.AccessKey, SecretKey: string(cfg.S3.SecretKey), Insecure: cfg.S3.Insecure, CAFile: cfg.S3.CAFile,
+		Retry: fetch.RetryPolicy{MaxAttempts: fetchAttempts},
 	}, log.With().Str("component", "fetch").Logger()); err != nil {
 		return nil, fmt.Errorf("s3 client: %w", err)
 	}
@@ -238,6 +239,12 @@ func Arch() string {
 	}
 	return runtime.GOARCH
 }
+
+// fetchAttempts is how many attempts in a row that bring nothing one fetch makes (some 2 to
+// 3 s of backoff) before the install fails and is reported: a bucket that is away shows in
+// the status as a failure, which the updater retries with its own, longer backoff
+// (retryMin to retryMax), resuming the download.
+const fetchAttempts = 5
 
 // Reconnection to the broker waits a jittered, doubling delay between these bounds.
 const (

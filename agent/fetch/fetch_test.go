@@ -325,6 +325,21 @@ func TestDownloadMaxAttempts(t *testing.T) {
 	}
 }
 
+// MaxAttempts counts attempts in a row that brought nothing: a transfer cut again and again
+// but moving bytes each time is not given up.
+func TestDownloadMaxAttemptsCountsFruitlessOnly(t *testing.T) {
+	obj := randomBytes(t, 10_000)
+	s := newFakeS3(t, obj, cutAfter(1000), cutAfter(1000), failWith(500, "InternalError"), cutAfter(1000), cutAfter(1000))
+	f := newTestFetcher(t, s.srv.URL, func(c *Config) { c.Retry.MaxAttempts = 2 })
+	st, err := f.Download(t.Context(), "obj", dstPath(t), int64(len(obj)))
+	if err != nil {
+		t.Fatalf("a download cut 4 times with progress, one failure between: %v", err)
+	}
+	if st.Attempts != 6 {
+		t.Errorf("%d attempts, want 6", st.Attempts)
+	}
+}
+
 // A transfer that makes progress restarts the backoff; failures in a row grow it.
 func TestRetryBackoffAfterProgress(t *testing.T) {
 	obj := randomBytes(t, objSize)

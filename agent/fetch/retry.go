@@ -20,7 +20,9 @@ type RetryPolicy struct {
 	Max time.Duration
 	// Multiplier grows the wait after each failure in a row. Default 2; at least 1.
 	Multiplier float64
-	// MaxAttempts gives up after so many attempts; 0 tries until the context ends.
+	// MaxAttempts gives up after so many attempts in a row that brought no bytes (an
+	// attempt that brings some starts the count again, so a link that drops every few
+	// megabytes still finishes); 0 tries until the context ends.
 	MaxAttempts int
 }
 
@@ -130,7 +132,8 @@ func classify(err error) error {
 // not left waiting Max between tries.
 func (f *Fetcher) retry(ctx context.Context, what, key string, attempt func(context.Context) (progress bool, err error)) error {
 	p := f.cfg.Retry
-	failures := 0
+	failures := 0  // in a row, for the backoff
+	fruitless := 0 // attempts in a row that brought nothing, for MaxAttempts
 	for n := 1; ; n++ {
 		progress, err := attempt(ctx)
 		if err == nil {
@@ -144,11 +147,13 @@ func (f *Fetcher) retry(ctx context.Context, what, key string, attempt func(cont
 		if errors.As(err, &pe) {
 			return fmt.Errorf("%s %s: %w", what, key, pe.err)
 		}
-		if p.MaxAttempts > 0 && n >= p.MaxAttempts {
-			return fmt.Errorf("%s %s: giving up after %d attempts: %w", what, key, n, err)
-		}
 		if progress {
-			failures = 0
+			failures, fruitless = 0, 0
+		} else {
+			fruitless++
+		}
+		if p.MaxAttempts > 0 && fruitless >= p.MaxAttempts {
+			return fmt.Errorf("%s %s: giving up after %d attempts in a row without a byte: %w", what, key, fruitless, err)
 		}
 		d := p.Delay(failures, f.random())
 		failures++
