@@ -2,10 +2,8 @@ package sandbox
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,7 +11,6 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
-	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/wasmfleet/wasmfleet/agent/kv"
@@ -47,6 +44,9 @@ type Stats struct {
 	Failures    uint64
 	ByKind      map[string]uint64 // failures by Kind
 	LogsDropped uint64
+	// Instances counts instantiations. Events beyond it ran in an instance restored to its
+	// state right after initialisation.
+	Instances uint64
 }
 
 // Module is a compiled module with its manifest, ready to handle events. It is safe for
@@ -62,11 +62,20 @@ type Module struct {
 	bucket   *kv.Bucket
 	output   string // wasi-command: expanded output topic
 	slots    chan struct{}
+	// reuse: instances are restored from a snapshot instead of made per event (see
+	// instance); globals are the exports of the module's mutable globals.
+	reuse     bool
+	globals   []string
+	snapshots atomic.Bool // snapshot new instances even of a large memory (see smallMemory)
 
-	invocations, failures, logsDropped atomic.Uint64
-	refill                             atomic.Int32 // see event.yield
-	mu                                 sync.Mutex
-	byKind                             map[string]uint64
+	poolMu sync.Mutex
+	idle   []*instance // at most limits.Concurrency
+	closed bool
+
+	invocations, failures, logsDropped, instances atomic.Uint64
+	refill                                        atomic.Int32 // see event.yield
+	mu                                            sync.Mutex
+	byKind                                        map[string]uint64
 }
 
 func (r *Runtime) newModule(compiled wazero.CompiledModule, inst *rewrite.Result, m *modules.Manifest, limits modules.Limits) (*Module, error) {
@@ -109,6 +118,10 @@ func (r *Runtime) newModule(compiled wazero.CompiledModule, inst *rewrite.Result
 		byKind: map[string]uint64{},
 	}
 	mod.refill.Store(rewrite.YieldEvery)
+	mod.reuse = reusable(m, inst)
+	for _, g := range inst.Globals {
+		mod.globals = append(mod.globals, g.Export)
+	}
 	if m.Capabilities.KV != nil {
 		if r.cfg.KV == nil {
 			return nil, fmt.Errorf("%w: module asks for kv and this runtime has no kv store", ErrPolicy)
@@ -124,13 +137,11 @@ func (r *Runtime) newModule(compiled wazero.CompiledModule, inst *rewrite.Result
 	}
 
 	// Per-module config, computed once. Nothing is granted unless listed: no args, no env
-	// (but the documented ones for commands), no files, fake clocks, no real randomness.
+	// (but the documented ones for commands), no files, fake clocks, no real randomness
+	// (each instance adds its clocks, randomness and writers).
 	base := wazero.NewModuleConfig().WithName("").WithStartFunctions()
 	if m.Capabilities.Clock {
 		base = base.WithSysWalltime().WithSysNanotime()
-	}
-	if m.Capabilities.Random {
-		base = base.WithRandSource(rand.Reader)
 	}
 	if m.ABI == modules.ABIWASICommand {
 		base = base.WithArgs(m.Name).
@@ -157,12 +168,41 @@ func (m *Module) Stats() Stats {
 		by[k] = v
 	}
 	m.mu.Unlock()
-	return Stats{Invocations: m.invocations.Load(), Failures: m.failures.Load(), ByKind: by, LogsDropped: m.logsDropped.Load()}
+	return Stats{Invocations: m.invocations.Load(), Failures: m.failures.Load(), ByKind: by,
+		LogsDropped: m.logsDropped.Load(), Instances: m.instances.Load()}
 }
 
-// Close releases the compiled module. It does not wait for running events: the caller stops
-// sending events and waits for those in flight first (the agent's dispatcher does).
-func (m *Module) Close(ctx context.Context) error { return m.compiled.Close(ctx) }
+// reusable reports whether a module's instances may be restored from a snapshot between
+// events rather than made anew for each (see instance). Not for commands (a command's
+// _start runs once and exits, which closes its instance), not for modules granted
+// randomness (state that initialisation seeded from real randomness, a PRNG's say, would
+// repeat in every event), and not for modules with a mutable v128 global (wazero's API
+// reads and writes only the low 64 bits of a global).
+func reusable(m *modules.Manifest, inst *rewrite.Result) bool {
+	if m.ABI != modules.ABIHandlerV1 || m.Capabilities.Random {
+		return false
+	}
+	for _, g := range inst.Globals {
+		if g.Type == 0x7B {
+			return false
+		}
+	}
+	return true
+}
+
+// Close releases the compiled module and its idle instances. It does not wait for running
+// events: the caller stops sending events and waits for those in flight first (the agent's
+// dispatcher does).
+func (m *Module) Close(ctx context.Context) error {
+	m.poolMu.Lock()
+	idle := m.idle
+	m.idle, m.closed = nil, true
+	m.poolMu.Unlock()
+	for _, in := range idle {
+		in.close()
+	}
+	return m.compiled.Close(ctx)
+}
 
 type eventKey struct{}
 
@@ -173,9 +213,8 @@ type eventKey struct{}
 type event struct {
 	m           *Module
 	ev          Event
+	inst        *instance
 	tx          *kv.Tx
-	mem         limitedMemory
-	rng         fakeRand
 	out         []Message
 	outSize     int
 	stdout      outputBuffer
@@ -258,26 +297,6 @@ func (e *event) checkDeadline() {
 	}
 }
 
-// randSource is an event's randomness (deterministic, or the system's when granted), read in
-// chunks with the deadline checked between them, since WASI's random_get may ask for all of
-// memory at once.
-type randSource struct {
-	e   *event
-	src io.Reader
-}
-
-func (r randSource) Read(p []byte) (int, error) {
-	for off := 0; off < len(p); off += randChunk {
-		r.e.checkDeadline()
-		if _, err := io.ReadFull(r.src, p[off:min(off+randChunk, len(p))]); err != nil {
-			return off, err
-		}
-	}
-	return len(p), nil
-}
-
-const randChunk = 64 << 10
-
 // Bounds of the adaptive fuel refill (see yield).
 const (
 	minYieldInterval = 100 * time.Microsecond
@@ -285,9 +304,9 @@ const (
 	maxRefill        = 1 << 16
 )
 
-// Handle runs one event in a fresh instance and returns its publishes, or an error wrapping
-// one of the Err* kinds. Handle waits (bounded by ctx) for a free slot when
-// Limits.Concurrency events are already running.
+// Handle runs one event in a pristine instance (see instance) and returns its publishes, or
+// an error wrapping one of the Err* kinds. Handle waits (bounded by ctx) for a free slot
+// when Limits.Concurrency events are already running.
 func (m *Module) Handle(ctx context.Context, ev Event) (*Result, error) {
 	select {
 	case m.slots <- struct{}{}:
@@ -297,11 +316,11 @@ func (m *Module) Handle(ctx context.Context, ev Event) (*Result, error) {
 	defer func() { <-m.slots }()
 
 	start := m.r.cfg.Now()
-	st := &event{m: m, ev: ev, mem: limitedMemory{limit: uint64(m.limits.Memory)}}
+	st := &event{m: m, ev: ev}
 	if m.bucket != nil {
 		st.tx = m.bucket.Begin(int(m.manifest.Capabilities.KV.MaxBytes))
 	}
-	err := m.run(ctx, st, start)
+	err := m.run(ctx, st)
 	m.invocations.Add(1)
 	if err == nil && st.tx != nil {
 		if cerr := st.tx.Commit(); cerr != nil {
@@ -318,78 +337,44 @@ func (m *Module) Handle(ctx context.Context, ev Event) (*Result, error) {
 	return &Result{Publishes: st.out, Duration: m.r.cfg.Now().Sub(start)}, nil
 }
 
-func (m *Module) run(ctx context.Context, st *event, start time.Time) error {
+func (m *Module) run(ctx context.Context, st *event) (err error) {
 	st.deadline = time.Now().Add(time.Duration(m.limits.Timeout))
 	st.ctxDeadline, _ = ctx.Deadline()
-
 	ictx := context.WithValue(ctx, eventKey{}, st)
-	ictx = experimental.WithMemoryAllocator(ictx, &st.mem)
-	var src io.Reader = &st.rng
-	if m.manifest.Capabilities.Random {
-		src = rand.Reader
-	}
-	cfg := m.base.WithRandSource(randSource{st, src}).WithStdout(&st.stdout).WithStderr(logWriter{st})
-	if m.manifest.ABI == modules.ABIWASICommand {
-		st.stdout.limit = int(m.limits.MaxOutput)
-		st.stdout.ev = st
-		cfg = cfg.WithStdin(strings.NewReader(string(st.ev.Payload))).WithEnv("WASMFLEET_TOPIC", st.ev.Topic)
-	} else {
-		st.stdout.toLog = true
-		st.stdout.ev = st
-	}
-	inst, err := m.r.rt.InstantiateModule(ictx, m.compiled, cfg)
-	if err != nil {
-		return st.classify(fmt.Errorf("instantiate: %w", err))
-	}
-	defer inst.Close(ctx)
-	g, _ := inst.ExportedGlobal(rewrite.FuelExport).(api.MutableGlobal)
-	st.fuel = g
-	st.depth = inst.ExportedGlobal(rewrite.DepthExport)
-	if g == nil {
-		return fmt.Errorf("%w: the instrumented module has no fuel global", ErrInvalidModule)
-	}
-	// Start from the refill the module's last event settled on.
-	st.refill, st.lastYield = m.refill.Load(), time.Now()
-	g.Set(uint64(st.refill))
-	defer func() { m.refill.Store(st.refill) }()
 
-	call := func(name string, args ...uint64) ([]uint64, error) {
-		fn := inst.ExportedFunction(name)
-		res, err := fn.Call(ictx, args...)
-		if err != nil {
-			return nil, st.classify(fmt.Errorf("%s: %w", name, err))
-		}
-		return res, nil
-	}
-	if m.hasStart {
-		if _, err := call(rewrite.StartExport); err != nil {
+	inst := m.takeIdle()
+	if inst != nil {
+		inst.restore(st)
+		st.arm(inst)
+	} else {
+		m.instances.Add(1)
+		if inst, err = m.instantiate(ictx, st); err != nil {
 			return err
 		}
 	}
+	defer func() { m.release(inst, err) }()
+	// Keep the refill the module's last event settled on.
+	defer func() { m.refill.Store(st.refill) }()
+
 	switch m.manifest.ABI {
 	case modules.ABIWASICommand:
-		if _, err := call("_start"); err != nil {
+		if _, err := st.call(ictx, "_start"); err != nil {
 			return err
 		}
 		if len(st.stdout.buf) > 0 && m.output != "" {
 			st.publish(m.output, st.stdout.buf)
 		}
 	default:
-		if m.hasInit {
-			if _, err := call("_initialize"); err != nil {
-				return err
-			}
-		}
 		n := uint32(len(st.ev.Payload))
-		res, err := call("wasmfleet_alloc", uint64(n))
+		res, err := st.call(ictx, "wasmfleet_alloc", uint64(n))
 		if err != nil {
 			return err
 		}
 		ptr := uint32(res[0])
-		if n > 0 && (ptr == 0 || !inst.Memory().Write(ptr, st.ev.Payload)) {
+		if n > 0 && (ptr == 0 || !inst.mod.Memory().Write(ptr, st.ev.Payload)) {
 			return fmt.Errorf("%w: wasmfleet_alloc(%d) returned %#x, which is not a usable buffer", ErrHandler, n, ptr)
 		}
-		res, err = call("wasmfleet_handle", uint64(ptr), uint64(n))
+		res, err = st.call(ictx, "wasmfleet_handle", uint64(ptr), uint64(n))
 		if err != nil {
 			return err
 		}
@@ -398,6 +383,34 @@ func (m *Module) run(ctx context.Context, st *event, start time.Time) error {
 		}
 	}
 	return st.violation
+}
+
+// arm readies an instance's globals and the event's writers for the event: the fuel starts
+// from the refill the module's last event settled on.
+func (e *event) arm(in *instance) {
+	e.fuel = in.fuel
+	e.depth = in.depth
+	e.stdout.ev = e
+	if e.m.manifest.ABI == modules.ABIWASICommand {
+		e.stdout.limit = int(e.m.limits.MaxOutput)
+	} else {
+		e.stdout.toLog = true
+	}
+	e.refill, e.lastYield = e.m.refill.Load(), time.Now()
+	e.fuel.Set(uint64(e.refill))
+}
+
+// call calls the instance's export name, turning an error into one of the sandbox kinds.
+func (e *event) call(ctx context.Context, name string, args ...uint64) ([]uint64, error) {
+	fn := e.inst.function(name)
+	if fn == nil {
+		return nil, fmt.Errorf("%w: the module does not export %s", ErrInvalidModule, name)
+	}
+	res, err := fn.Call(ctx, args...)
+	if err != nil {
+		return nil, e.classify(fmt.Errorf("%s: %w", name, err))
+	}
+	return res, nil
 }
 
 // classify turns the error of a failed call into one of the sandbox kinds, by what the
@@ -412,7 +425,7 @@ func (e *event) classify(err error) error {
 			return nil
 		}
 		return fmt.Errorf("%w: exit code %d", ErrHandler, exit.ExitCode())
-	case e.mem.hit:
+	case e.inst != nil && e.inst.mem.hit:
 		// Root cause first: a guest refused memory that then traps or spins is out of memory.
 		return fmt.Errorf("%w: needed more than %s of memory (%v)", ErrMemoryLimit, e.m.limits.Memory, firstLine(err))
 	case e.timedOut:

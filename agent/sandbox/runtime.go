@@ -100,7 +100,7 @@ func (r *Runtime) Load(ctx context.Context, wasm []byte, m *modules.Manifest) (*
 		return nil, fmt.Errorf("%w: module is %d bytes, this device accepts at most %d", ErrModuleTooLarge, len(wasm), r.cfg.MaxModuleSize)
 	}
 	limits := m.Limits.WithDefaults()
-	inst, err := rewrite.Instrument(wasm)
+	inst, err := rewrite.InstrumentWith(wasm, rewrite.Options{Stateful: statefulImport})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidModule, err)
 	}

@@ -23,6 +23,15 @@
 // the host calls with its deadline armed, and reports what the host must check before
 // compiling: imports, initial memory size and table sizes.
 //
+// So that the host can reuse an instance for many events and still give each one the state
+// right after initialisation, it exports every mutable global of the module (GlobalPrefix
+// and the global's index; Result.Globals lists them), whose values the host saves and puts
+// back along with memory, and it sets a third global, DirtyExport, before any instruction
+// that changes state the host cannot put back: table.set, table.grow, table.fill,
+// table.copy, table.init, elem.drop, data.drop, and calls of the imported functions that
+// Options.Stateful names (also through call_indirect, when such a function is in a table or
+// otherwise referenced). An instance whose dirty global is set is discarded, not reused.
+//
 // The added globals come after the module's own, and its code is checked never to name them.
 // The added import comes after the module's imported functions, so every index of a function
 // the module defines moves up by one: in calls, ref.func, exports, element segments, global
@@ -33,17 +42,24 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 )
 
 // Names the rewrite adds. A module that exports one of the export names, or imports anything
 // from YieldModule, is refused.
 const (
-	FuelExport  = "__wasmfleet_fuel"
-	StartExport = "__wasmfleet_start"
-	DepthExport = "__wasmfleet_depth"
-	YieldModule = "__wasmfleet"
-	YieldName   = "yield"
+	FuelExport   = "__wasmfleet_fuel"
+	StartExport  = "__wasmfleet_start"
+	DepthExport  = "__wasmfleet_depth"
+	DirtyExport  = "__wasmfleet_dirty"
+	GlobalPrefix = "__wasmfleet_global_" // followed by the global's index in decimal
+	YieldModule  = "__wasmfleet"
+	YieldName    = "yield"
 )
+
+// reservedPrefix starts every name the rewrite exports; a module may export none of them.
+const reservedPrefix = "__wasmfleet_"
 
 // YieldEvery is the fuel a guest starts with: the number of function entries and loop
 // iterations before its first call of the yield function. The host refills the fuel at each
@@ -62,6 +78,20 @@ const StackBudget = 1 << 18
 // the host allocate a huge table.
 const MaxTableElements = 1 << 16
 
+// Options tune the rewrite. The zero value marks no import as stateful.
+type Options struct {
+	// Stateful reports whether calling the imported function module.name may change state of
+	// the instance that lives outside its memory and globals (WASI's file descriptor table,
+	// for example). Each call of such a function sets the dirty global first.
+	Stateful func(module, name string) bool
+}
+
+// Global is a mutable global of the module, exported for the host under Export.
+type Global struct {
+	Export string
+	Type   byte // value type: 0x7F i32, 0x7E i64, 0x7D f32, 0x7C f64, 0x7B v128, 0x70 funcref, 0x6F externref
+}
+
 // Import is one import of the module.
 type Import struct {
 	Module, Name string
@@ -79,6 +109,9 @@ type Result struct {
 	HasMemory bool
 	// HasStart is true when the module had a start function, now exported as StartExport.
 	HasStart bool
+	// Globals lists the module's own mutable globals, in index order, each exported under
+	// GlobalPrefix and its index. The rewrite's own globals are not in the list.
+	Globals []Global
 }
 
 // ErrMalformed is wrapped by every error about the binary itself.
@@ -114,8 +147,11 @@ type section struct {
 	body []byte
 }
 
-// Instrument rewrites wasm as described in the package comment.
-func Instrument(wasm []byte) (*Result, error) {
+// Instrument rewrites wasm as described in the package comment, with no stateful imports.
+func Instrument(wasm []byte) (*Result, error) { return InstrumentWith(wasm, Options{}) }
+
+// InstrumentWith rewrites wasm as described in the package comment.
+func InstrumentWith(wasm []byte, opts Options) (*Result, error) {
 	if len(wasm) < 8 || !bytes.Equal(wasm[:4], []byte("\x00asm")) {
 		return nil, malformed("no wasm magic number")
 	}
@@ -147,6 +183,15 @@ func Instrument(wasm []byte) (*Result, error) {
 
 	res := &Result{}
 	var importedGlobals, importedFuncs, definedGlobals uint32
+	var stateful []bool // by imported function index
+	escapes := false    // a stateful import is referenced (tables, ref.func, exports)
+	// refs sees every function reference outside code (element segments, global
+	// initialisers); ref.func in code must name one of those or an export to validate.
+	refs := &instrumenter{onRef: func(idx uint32) {
+		if idx < uint32(len(stateful)) && stateful[idx] {
+			escapes = true
+		}
+	}}
 	var types []funcType
 	var funcTypes []uint32 // type index of each defined function
 	start := int64(-1)
@@ -187,6 +232,7 @@ func Instrument(wasm []byte) (*Result, error) {
 				case 0:
 					r.u32()
 					importedFuncs++
+					stateful = append(stateful, opts.Stateful != nil && opts.Stateful(imp.Module, imp.Name))
 				case 1:
 					r.valtype()
 					r.limits()
@@ -242,15 +288,29 @@ func Instrument(wasm []byte) (*Result, error) {
 			}
 		case secGlobal:
 			definedGlobals = r.u32()
+			for i := uint32(0); i < definedGlobals && r.err == nil; i++ {
+				vt, mut := r.valtype(), r.byte()
+				refs.constExpr(nil, r)
+				if mut == 1 && r.err == nil {
+					res.Globals = append(res.Globals, Global{Export: GlobalPrefix + strconv.FormatUint(uint64(importedGlobals+i), 10), Type: vt})
+				}
+			}
 		case secExport:
 			n := r.u32()
 			for i := uint32(0); i < n && r.err == nil; i++ {
 				name := r.name()
-				r.byte()
-				r.u32()
-				if name == FuelExport || name == StartExport || name == DepthExport {
-					return nil, malformed("module exports the reserved name %q", name)
+				kind := r.byte()
+				idx := r.u32()
+				if strings.HasPrefix(name, reservedPrefix) && r.err == nil {
+					return nil, malformed("module exports the reserved name %q (names starting %s are the host's)", name, reservedPrefix)
 				}
+				if kind == 0 {
+					refs.onRef(idx)
+				}
+			}
+		case secElement:
+			if _, err := refs.elements(s.body); err != nil {
+				return nil, fmt.Errorf("section %d: %w", s.id, err)
 			}
 		case secStart:
 			start = int64(r.u32())
@@ -260,8 +320,9 @@ func Instrument(wasm []byte) (*Result, error) {
 		}
 	}
 	fuel := importedGlobals + definedGlobals // index of the globals we add
-	ins := &instrumenter{fuel: fuel, depth: fuel + 1, yield: importedFuncs,
-		types: types, funcTypes: funcTypes, extraTypes: map[string]uint32{}}
+	ins := &instrumenter{fuel: fuel, depth: fuel + 1, dirty: fuel + 2, yield: importedFuncs,
+		types: types, funcTypes: funcTypes, extraTypes: map[string]uint32{},
+		stateful: stateful, indirectStateful: escapes, globals: res.Globals}
 	yieldType := ins.funcType0()
 
 	// Instrument the code first: it may need block types that the type section lacks.
@@ -365,16 +426,17 @@ func (in *instrumenter) section(id byte, body []byte, yieldType uint32, start in
 		out = append(out, 0x00)
 		out = appendU32(out, yieldType)
 	case secGlobal:
-		out = appendU32(nil, n+2)
+		out = appendU32(nil, n+3)
 		for i := uint32(0); i < n && r.err == nil; i++ {
 			out = append(out, r.valtype(), r.byte()) // value type, mutability
 			out = in.constExpr(out, r)
 		}
-		out = append(out, 0x7F, 0x01, 0x41)
+		out = append(out, 0x7F, 0x01, 0x41) // fuel
 		out = appendS33(out, YieldEvery)
-		out = append(out, 0x0B, 0x7F, 0x01, 0x41, 0x00, 0x0B)
+		out = append(out, 0x0B, 0x7F, 0x01, 0x41, 0x00, 0x0B) // depth
+		out = append(out, 0x7F, 0x01, 0x41, 0x00, 0x0B)       // dirty
 	case secExport:
-		add := uint32(2)
+		add := uint32(3 + len(in.globals))
 		if start >= 0 {
 			add++
 		}
@@ -395,6 +457,15 @@ func (in *instrumenter) section(id byte, body []byte, yieldType uint32, start in
 		out = appendName(out, DepthExport)
 		out = append(out, 0x03)
 		out = appendU32(out, in.depth)
+		out = appendName(out, DirtyExport)
+		out = append(out, 0x03)
+		out = appendU32(out, in.dirty)
+		for _, g := range in.globals {
+			idx, _ := strconv.ParseUint(strings.TrimPrefix(g.Export, GlobalPrefix), 10, 32)
+			out = appendName(out, g.Export)
+			out = append(out, 0x03)
+			out = appendU32(out, uint32(idx))
+		}
 		if start >= 0 {
 			out = appendName(out, StartExport)
 			out = append(out, 0x00)
@@ -439,7 +510,7 @@ func (in *instrumenter) elements(body []byte) ([]byte, error) {
 		out = appendU32(out, count)
 		for j := uint32(0); j < count && r.err == nil; j++ {
 			if flags&4 == 0 {
-				out = appendU32(out, in.shift(r.u32()))
+				out = appendU32(out, in.ref(r.u32()))
 			} else {
 				out = in.constExpr(out, r)
 			}
@@ -460,7 +531,7 @@ func (in *instrumenter) constExpr(out []byte, r *reader) []byte {
 		case 0x0B:
 			return out
 		case 0xD2:
-			out = appendU32(out, in.shift(r.u32()))
+			out = appendU32(out, in.ref(r.u32()))
 		default:
 			at := r.off
 			skipImmediates(r, op)
@@ -526,12 +597,41 @@ type funcType struct {
 
 // instrumenter rewrites the module.
 type instrumenter struct {
-	fuel, depth uint32 // indices of the added globals
-	yield       uint32 // index of the added import; defined functions from here move up one
-	types       []funcType
-	funcTypes   []uint32
-	extraTypes  map[string]uint32 // types added, by their encoding
-	newTypes    []newType
+	fuel, depth, dirty uint32 // indices of the added globals
+	yield              uint32 // index of the added import; defined functions from here move up one
+	types              []funcType
+	funcTypes          []uint32
+	extraTypes         map[string]uint32 // types added, by their encoding
+	newTypes           []newType
+	globals            []Global // the module's mutable globals, exported
+	stateful           []bool   // by imported function index: a call sets the dirty global
+	indirectStateful   bool     // a stateful import may be reached through call_indirect
+	onRef              func(idx uint32)
+}
+
+// ref returns the new index of function idx, referenced from outside code (an element
+// segment or a constant expression), and tells onRef.
+func (in *instrumenter) ref(idx uint32) uint32 {
+	if in.onRef != nil {
+		in.onRef(idx)
+	}
+	return in.shift(idx)
+}
+
+// markDirty appends: global.set $dirty (i32.const 1).
+func (in *instrumenter) markDirty(out []byte) []byte {
+	out = append(out, 0x41, 0x01, 0x24)
+	return appendU32(out, in.dirty)
+}
+
+// dirties reports whether 0xFC sub-opcode sub changes state that the host cannot restore:
+// data.drop, table.init, elem.drop, table.copy, table.grow, table.fill.
+func dirties(sub uint32) bool {
+	switch sub {
+	case 9, 12, 13, 14, 15, 17:
+		return true
+	}
+	return false
 }
 
 type newType struct{ params, results []byte }
@@ -679,17 +779,31 @@ func (in *instrumenter) function(out, code []byte, ft funcType) ([]byte, error) 
 			copied = r.off
 		case op == 0x10 || op == 0xD2: // call, ref.func: the function moved
 			idx := r.u32()
-			out = append(out, code[copied:at+1]...)
+			out = append(out, code[copied:at]...)
+			if op == 0x10 && idx < uint32(len(in.stateful)) && in.stateful[idx] {
+				out = in.markDirty(out)
+			}
+			out = append(out, op)
 			out = appendU32(out, in.shift(idx))
 			copied = r.off
+		case op == 0x11 && in.indirectStateful, op == 0x26: // call_indirect, table.set
+			out = append(out, code[copied:at]...)
+			out = in.markDirty(out)
+			copied = at
+			skipImmediates(r, op)
 		case op == 0xFC:
 			sub := r.u32()
+			if bulk(sub) || dirties(sub) {
+				out = append(out, code[copied:at]...)
+				copied = at
+			}
 			if bulk(sub) {
 				// Charge the operation's length before it runs: one unit of fuel per
 				// BulkBytesPerFuel bytes or elements, then a check.
-				out = append(out, code[copied:at]...)
 				out = in.charge(out, scratch)
-				copied = at
+			}
+			if dirties(sub) {
+				out = in.markDirty(out)
 			}
 			skipFCImmediates(r, sub)
 		case op == 0x12 || op == 0x13:

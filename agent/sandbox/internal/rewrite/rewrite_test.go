@@ -310,11 +310,17 @@ var runCases = []runCase{
 					t.Errorf("export %q is %+v, want %+v", name, ie[name], want)
 				}
 			}
-			if len(ie) != len(oe)+2 {
-				t.Errorf("%d exports, want the module's %d and two globals", len(ie), len(oe))
+			if len(ie) != len(oe)+4 {
+				t.Errorf("%d exports, want the module's %d, fuel, depth, dirty and the mutable global", len(ie), len(oe))
 			}
-			if ie[FuelExport].kind != 3 || ie[DepthExport].kind != 3 {
-				t.Errorf("fuel and depth exports %+v %+v, want globals", ie[FuelExport], ie[DepthExport])
+			if ie[FuelExport].kind != 3 || ie[DepthExport].kind != 3 || ie[DirtyExport].kind != 3 {
+				t.Errorf("fuel, depth and dirty exports %+v %+v %+v, want globals", ie[FuelExport], ie[DepthExport], ie[DirtyExport])
+			}
+			if e := ie[GlobalPrefix+"0"]; e.kind != 3 || e.idx != 0 {
+				t.Errorf("the mutable global $counter is exported as %+v, want global 0", e)
+			}
+			if want := []Global{{GlobalPrefix + "0", 0x7F}}; !slices.Equal(res.Globals, want) {
+				t.Errorf("Globals %v, want %v", res.Globals, want)
 			}
 		},
 	},
@@ -1131,7 +1137,7 @@ func TestRepositoryModules(t *testing.T) {
 			if err := compileWith(wazero.NewRuntimeConfigInterpreter(), res.Wasm); err != nil {
 				t.Errorf("wazero: %v", err)
 			}
-			if res.HasStart != strings.HasPrefix(name, "start-") {
+			if res.HasStart != (strings.HasPrefix(name, "start-") || name == "leak-everything") {
 				t.Errorf("HasStart %v", res.HasStart)
 			}
 			imps := importsOf(t, in)
