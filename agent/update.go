@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -454,6 +455,15 @@ func (a *Agent) fetchModule(ctx context.Context, log zerolog.Logger, ref signing
 			return false, err
 		}
 		stats, err := a.fetcher.Download(ctx, mkey, path, int64(rel.Size))
+		if err != nil && diskFull(err) {
+			// The partial download would keep the disk full, and with it every other write
+			// (the state, the kv buckets, compiled code): give the space back. The next
+			// attempt starts over.
+			if derr := a.store.DropPartial(rel.SHA256); derr != nil {
+				return false, fmt.Errorf("download module: the data directory is full: %w (and removing the partial download: %v)", err, derr)
+			}
+			return false, fmt.Errorf("download module: the data directory is full (the module is %d bytes); removed the partial download: %w", rel.Size, err)
+		}
 		if err != nil {
 			return isPermanentFetch(err), downloadError(err)
 		}
@@ -475,6 +485,12 @@ func (a *Agent) fetchModule(ctx context.Context, log zerolog.Logger, ref signing
 		}
 		log.Warn().Err(verr).Int64("kept", stats.Existing).Msg("a resumed download does not verify; fetching the module again from the start")
 	}
+}
+
+// diskFull reports whether err is a write refused for want of room: the file system is full
+// (ENOSPC), a quota is reached (EDQUOT) or the file size limit (EFBIG, RLIMIT_FSIZE).
+func diskFull(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EFBIG)
 }
 
 // isPermanentFetch tells the download failures that another attempt will not fix: the
