@@ -38,7 +38,9 @@ func testDiskFull(t *testing.T, bin, mode string) {
 	const room = 4 << 20
 	f := newFleet(t)
 	manifest, small := example(t, module, "threshold-alert.wasm")
-	at := func(version string) string { return strings.Replace(manifest, "version: 1.0.0", "version: "+version, 1) }
+	at := func(version string) string {
+		return strings.Replace(manifest, "version: 1.0.0", "version: "+version, 1)
+	}
 	cfg := f.agentConfig(device, group)
 	opts := testenv.ProcessOptions{Name: "agent (" + mode + ")", Path: bin}
 	want := "file too large"
