@@ -111,7 +111,8 @@ func newFlags(env *Env, name, synopsis string) *flag.FlagSet {
 	return fs
 }
 
-// parse parses args with fs, turning flag errors into usage errors.
+// parse parses args with fs, turning flag errors into usage errors. A command with S3 or
+// MQTT flags given none of them takes the dev environment's (devfallback.go).
 func parse(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -119,7 +120,7 @@ func parse(fs *flag.FlagSet, args []string) error {
 		}
 		return usageError{err.Error()}
 	}
-	return nil
+	return applyDevEnv(fs)
 }
 
 // readFile reads a file named on the command line, saying which flag named it when it fails.

@@ -49,10 +49,11 @@ const (
 type mqttFlags struct {
 	brokers, ca, cert, key, username, prefix *string
 	timeout                                  *time.Duration
+	devPassword                              string // from the dev environment (devfallback.go)
 }
 
 func addMQTTFlags(fs *flag.FlagSet) *mqttFlags {
-	return &mqttFlags{
+	f := &mqttFlags{
 		brokers:  fs.String("broker", os.Getenv(mqttBrokersEnv), "broker URL: tcp://, ssl://, tls:// or mqtts:// host:port; comma-separated to try several (env "+mqttBrokersEnv+")"),
 		ca:       fs.String("ca", os.Getenv(mqttCAEnv), "PEM CA certificates for a TLS broker; default the system's (env "+mqttCAEnv+")"),
 		cert:     fs.String("cert", os.Getenv(mqttCertEnv), "PEM client certificate for mTLS (env "+mqttCertEnv+")"),
@@ -61,6 +62,8 @@ func addMQTTFlags(fs *flag.FlagSet) *mqttFlags {
 		prefix:   fs.String("prefix", envOr(mqttPrefixEnv, report.DefaultPrefix), "first level of the wasmfleet topics (env "+mqttPrefixEnv+")"),
 		timeout:  fs.Duration("connect-timeout", 10*time.Second, "how long connecting to the broker may take"),
 	}
+	devTargetsOf(fs).mqtt = f
+	return f
 }
 
 func envOr(name, def string) string {
@@ -81,7 +84,7 @@ func (f *mqttFlags) connect(ctx context.Context) (mqtt.Client, error) {
 	if len(brokers) == 0 {
 		return nil, usagef("no broker: give --broker URL (or set %s)", mqttBrokersEnv)
 	}
-	password, err := secretFromEnv(mqttPasswordEnv, mqttPwFileEnv)
+	password, err := f.password()
 	if err != nil {
 		return nil, opError{"mqtt", err}
 	}

@@ -50,11 +50,12 @@ const (
 type s3Flags struct {
 	endpoint, bucket, region, accessKey, ca *string
 	insecure                                *bool
+	devSecret                               string // from the dev environment (devfallback.go)
 }
 
 func addS3Flags(fs *flag.FlagSet) *s3Flags {
 	insecure, _ := strconv.ParseBool(os.Getenv(s3InsecureEnv))
-	return &s3Flags{
+	f := &s3Flags{
 		endpoint:  fs.String("s3-endpoint", os.Getenv(s3EndpointEnv), "S3 endpoint: host[:port] or http(s)://host[:port] (env "+s3EndpointEnv+")"),
 		bucket:    fs.String("bucket", os.Getenv(s3BucketEnv), "bucket holding releases/ and trust/ (env "+s3BucketEnv+")"),
 		region:    fs.String("region", os.Getenv(s3RegionEnv), "region to sign requests for; empty asks the store (env "+s3RegionEnv+")"),
@@ -62,11 +63,13 @@ func addS3Flags(fs *flag.FlagSet) *s3Flags {
 		insecure:  fs.Bool("s3-insecure", insecure, "plain http instead of https (env "+s3InsecureEnv+")"),
 		ca:        fs.String("s3-ca", os.Getenv(s3CAEnv), "PEM CA certificates trusted for the endpoint, besides the system's (env "+s3CAEnv+")"),
 	}
+	devTargetsOf(fs).s3 = f
+	return f
 }
 
 // open builds the bucket client. A missing or inconsistent setting is a usage error.
 func (f *s3Flags) open(env *Env) (*publish.Bucket, error) {
-	secret, err := secretFromEnv(s3SecretKeyEnv, s3SecretFileEnv)
+	secret, err := f.secretKey()
 	if err != nil {
 		return nil, opError{"s3", err}
 	}

@@ -143,7 +143,7 @@ func loadTrust(ctx context.Context, env *Env, path string, s3 *s3Flags) (*signin
 
 // config is the bucket's configuration from the flags (s3Flags.open, without opening).
 func (f *s3Flags) config() (publish.Config, error) {
-	secret, err := secretFromEnv(s3SecretKeyEnv, s3SecretFileEnv)
+	secret, err := f.secretKey()
 	if err != nil {
 		return publish.Config{}, opError{"s3", err}
 	}
@@ -168,7 +168,7 @@ func (f *mqttFlags) controllerConfig() (controller.MQTTConfig, error) {
 	if len(c.Brokers) == 0 {
 		return c, usagef("no broker: give --broker URL (or set %s)", mqttBrokersEnv)
 	}
-	password, err := secretFromEnv(mqttPasswordEnv, mqttPwFileEnv)
+	password, err := f.password()
 	if err != nil {
 		return c, opError{"mqtt", err}
 	}
