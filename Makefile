@@ -12,7 +12,7 @@ LDFLAGS := -s -w
 TAGS := nethttpomithttp2
 CROSS := linux/arm64 linux/arm/6 linux/arm/7 linux/amd64
 
-.PHONY: go-modules help build cross modules deps deps-interop check test bench demo clean
+.PHONY: go-modules help build cross packages modules deps deps-interop check test bench demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ cross: ## static agent and CLI for linux/arm64, arm (GOARM=6,7) and amd64 into b
 	  echo "cross $$t -> $$out"; \
 	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch GOARM=$$arm $(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $$out/ ./cmd/...; \
 	done
+
+packages: cross ## .deb packages of the agent for amd64, arm64 and armhf (ARMv6) into dist/, with nfpm
+	bash deploy/deb/build.sh dist
 
 modules: ## rebuild the example handlers and the hostile test modules (.wasm beside sources)
 	bash modules/build.sh

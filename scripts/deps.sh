@@ -11,6 +11,7 @@ apt_pkgs=(
 )
 
 VERSITYGW_VERSION=v1.8.0   # S3 server for integration tests (internal/testenv)
+NFPM_VERSION=v2.45.2       # builds the .deb packages (make packages, deploy/deb)
 
 missing=()
 for p in "${apt_pkgs[@]}"; do
@@ -35,5 +36,10 @@ gobin="${gobin:-$(go env GOPATH)/bin}"
 if ! go version -m "$gobin/versitygw" 2>/dev/null | grep -Eq "^\s+mod\s+github.com/versity/versitygw\s+${VERSITYGW_VERSION}\s"; then
   echo "deps: go install versitygw ${VERSITYGW_VERSION} (a Go build: about 3 minutes the first time)"
   go install "github.com/versity/versitygw/cmd/versitygw@${VERSITYGW_VERSION}"
+fi
+# nfpm, the same way: a tool, not a module dependency of ours.
+if ! go version -m "$gobin/nfpm" 2>/dev/null | grep -Eq "^\s+mod\s+github.com/goreleaser/nfpm/v2\s+${NFPM_VERSION}\s"; then
+  echo "deps: go install nfpm ${NFPM_VERSION}"
+  go install "github.com/goreleaser/nfpm/v2/cmd/nfpm@${NFPM_VERSION}"
 fi
 echo "deps: ok"

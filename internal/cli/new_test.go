@@ -88,7 +88,7 @@ func TestBuildMissingToolchain(t *testing.T) {
 		"c":            "error: toolchain: cannot build a C handler/v1 module: clang, wasm-ld (lld) not found; install with: sudo apt-get install clang lld wasi-libc libclang-rt-dev-wasm32\n",
 		"wasi-command": "error: toolchain: cannot build a C wasi-command module: clang, wasm-ld (lld) not found; install with: sudo apt-get install clang lld wasi-libc libclang-rt-dev-wasm32\n",
 		"wat":          "error: toolchain: cannot build a WAT handler/v1 module: wat2wasm not found; install with: sudo apt-get install wabt\n",
-		"go":           "error: toolchain: cannot build a Go handler/v1 module: go not found; install with: Go 1.24 or later from https://go.dev/dl/ (GOOS=wasip1)\n",
+		"go":           "error: toolchain: cannot build a Go handler/v1 module: go not found; install Go 1.24 or later (Debian 13's golang-go, or https://go.dev/dl/)\n",
 	} {
 		o := cli(t, "build", dirs[lang])
 		if o.code != 2 || o.stdout != "" || o.stderr != want {

@@ -38,11 +38,11 @@ type Result struct {
 type MissingToolsError struct {
 	Lang    Lang
 	Missing []string // what was not found, e.g. "clang", "wasi-libc (crt1-reactor.o)"
-	Install string   // how to install the whole toolchain
+	Install string   // how to install the whole toolchain, e.g. "install with: sudo apt-get install wabt"
 }
 
 func (e *MissingToolsError) Error() string {
-	return fmt.Sprintf("cannot build a %s module: %s not found; install with: %s",
+	return fmt.Sprintf("cannot build a %s module: %s not found; %s",
 		e.Lang, strings.Join(e.Missing, ", "), e.Install)
 }
 
@@ -50,9 +50,9 @@ func (e *MissingToolsError) Error() string {
 // wasm-ld (lld) links, wasi-libc has the start files and libc, libclang-rt-dev-wasm32 the
 // compiler's builtins, which clang links into every module that is not -nostdlib.
 const (
-	installC   = "sudo apt-get install clang lld wasi-libc libclang-rt-dev-wasm32"
-	installWAT = "sudo apt-get install wabt"
-	installGo  = "Go " + GoVersion + " or later from https://go.dev/dl/ (GOOS=wasip1)"
+	installC   = "install with: sudo apt-get install clang lld wasi-libc libclang-rt-dev-wasm32"
+	installWAT = "install with: sudo apt-get install wabt"
+	installGo  = "install Go " + GoVersion + " or later (Debian 13's golang-go, or https://go.dev/dl/)"
 )
 
 // Detect tells the language of the handler in dir from its sources and manifest: a go.mod
