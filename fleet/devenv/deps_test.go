@@ -1,0 +1,76 @@
+package devenv
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// devOnly are import path prefixes that belong to `wasmfleet dev` alone: the embedded
+// broker and S3 store, and what they bring. The agent binary must never link them
+// (tailscale's tstest/deptest, with go list).
+var devOnly = []string{
+	"github.com/wasmfleet/wasmfleet/fleet/devenv",
+	"github.com/mochi-mqtt/",
+	"github.com/johannesboyne/gofakes3",
+	"go.etcd.io/bbolt",
+	"gopkg.in/mgo.v2",
+}
+
+func goListDeps(t *testing.T, root string, pkgs ...string) []string {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), append([]string{"list", "-deps", "-f", "{{.ImportPath}}"}, pkgs...)...)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=arm64")
+	out, err := cmd.Output()
+	if err != nil {
+		msg := ""
+		if ee, ok := err.(*exec.ExitError); ok {
+			msg = string(ee.Stderr)
+		}
+		t.Fatalf("go list %v: %v\n%s", pkgs, err, msg)
+	}
+	return strings.Fields(string(out))
+}
+
+func devOnlyIn(pkgs []string) []string {
+	var out []string
+	for _, p := range pkgs {
+		for _, b := range devOnly {
+			if strings.HasPrefix(p, b) {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+func TestAgentDoesNotLinkTheDevEnvironment(t *testing.T) {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bad := devOnlyIn(goListDeps(t, root, "./cmd/wasmfleet-agent", "./agent/...")); len(bad) > 0 {
+		t.Errorf("the agent links %v, which only wasmfleet dev may", bad)
+	}
+	// The list must be able to catch something: the fleet CLI links all of it.
+	cliDeps := goListDeps(t, root, "./cmd/wasmfleet")
+	for _, b := range devOnly {
+		if len(devOnlyIn(filterPrefix(cliDeps, b))) == 0 {
+			t.Errorf("the CLI links nothing under %s: is the list misspelled?", b)
+		}
+	}
+}
+
+func filterPrefix(pkgs []string, prefix string) []string {
+	var out []string
+	for _, p := range pkgs {
+		if strings.HasPrefix(p, prefix) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
