@@ -49,20 +49,21 @@ type Agent struct {
 	rt      *sandbox.Runtime
 	sess    *session
 
-	mu         sync.Mutex
-	trust      *signing.Trust
-	sources    map[string]*signing.Desired // verified desired state by source
-	active     map[string]*running         // by module name
-	installing map[string]bool             // modules with an install in progress
-	retry      map[string]backoff          // modules whose last install failed and may succeed later
-	refused    map[string]refusal          // modules whose target was refused for good
-	desiredIn  chan inbound                // desired-state messages, verified in arrival order
-	lastError  string
-	wake       chan struct{} // asks the updater to reconcile
-	ctx        context.Context
-	wg         sync.WaitGroup
-	statusDue  chan struct{}
-	started    time.Time
+	mu          sync.Mutex
+	trust       *signing.Trust
+	sources     map[string]*signing.Desired // verified desired state by source
+	active      map[string]*running         // by module name
+	installing  map[string]bool             // modules with an install in progress
+	retry       map[string]backoff          // modules whose last install failed and may succeed later
+	refused     map[string]refusal          // modules whose target was refused for good
+	desiredIn   chan inbound                // desired-state messages, verified in arrival order
+	redelivered *redeliveries               // MQTT messages the broker sent again
+	lastError   string
+	wake        chan struct{} // asks the updater to reconcile
+	ctx         context.Context
+	wg          sync.WaitGroup
+	statusDue   chan struct{}
+	started     time.Time
 }
 
 // Run runs the agent until ctx ends. It returns an error only when it cannot start (bad
@@ -82,7 +83,7 @@ func New(ctx context.Context, cfg *config.Config, log zerolog.Logger) (a *Agent,
 	a = &Agent{
 		cfg: cfg, log: log, topics: report.Topics{Prefix: cfg.MQTT.TopicPrefix},
 		sources: map[string]*signing.Desired{}, active: map[string]*running{}, installing: map[string]bool{},
-		retry: map[string]backoff{}, refused: map[string]refusal{}, desiredIn: make(chan inbound, 64),
+		retry: map[string]backoff{}, refused: map[string]refusal{}, desiredIn: make(chan inbound, 64), redelivered: newRedeliveries(),
 		wake: make(chan struct{}, 1), statusDue: make(chan struct{}, 1), started: time.Now(),
 	}
 	defer func() {

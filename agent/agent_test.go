@@ -60,8 +60,11 @@ func TestSignedReleaseRunsAndReports(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if want := `wasmfleet_module_invocations_total{module="threshold-alert",version="1.0.0"} 2`; !strings.Contains(string(body), want) {
-		t.Fatalf("/metrics lacks %s:\n%s", want, body)
+	for _, want := range []string{`wasmfleet_module_invocations_total{module="threshold-alert",version="1.0.0"} 2`,
+		"\nwasmfleet_mqtt_redelivered_total 0\n", "\ngo_goroutines "} {
+		if !strings.Contains(string(body), want) {
+			t.Fatalf("/metrics lacks %s:\n%s", want, body)
+		}
 	}
 	if len(f.messages("alerts/pi-1/temperature")) != 1 {
 		t.Fatalf("alerts: %q (only the reading above the threshold should alert)", f.messages("alerts/pi-1/temperature"))

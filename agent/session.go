@@ -31,11 +31,15 @@ type sessionOptions struct {
 }
 
 // inbound is a message from the broker. ack must be called once it has been handled: the
-// broker redelivers unacknowledged QoS 1 messages after a reconnect.
+// broker redelivers unacknowledged QoS 1 messages after a reconnect, with dup set and the
+// same packet id.
 type inbound struct {
 	topic   string
 	payload []byte
 	ack     func()
+	qos     byte
+	dup     bool
+	id      uint16 // packet id (QoS 1 and 2)
 }
 
 // outMsg is a message for the broker.
@@ -91,7 +95,7 @@ func newSession(opts sessionOptions, log zerolog.Logger, onMessage func(inbound)
 		SetConnectTimeout(opts.ConnectTimeout).
 		SetWriteTimeout(opts.ConnectTimeout).
 		SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) {
-			s.onMessage(inbound{topic: m.Topic(), payload: m.Payload(), ack: m.Ack})
+			s.onMessage(inbound{topic: m.Topic(), payload: m.Payload(), ack: m.Ack, qos: m.Qos(), dup: m.Duplicate(), id: m.MessageID()})
 		}).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			s.log.Warn().Err(err).Msg("mqtt connection lost")

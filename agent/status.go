@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"runtime"
 	"runtime/debug"
 	"sort"
 	"strings"
@@ -147,6 +148,10 @@ func (a *Agent) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	}
 	gauge("wasmfleet_mqtt_connected", "1 while the MQTT session is up.", "gauge")
 	fmt.Fprintf(&b, "wasmfleet_mqtt_connected %d\n", btoi(a.sess.isConnected()))
+	gauge("wasmfleet_mqtt_redelivered_total", "Messages the broker sent again after a reconnection that were not handled twice.", "counter")
+	fmt.Fprintf(&b, "wasmfleet_mqtt_redelivered_total %d\n", a.redelivered.skipped.Load())
+	gauge("go_goroutines", "Goroutines of the agent.", "gauge")
+	fmt.Fprintf(&b, "go_goroutines %d\n", runtime.NumGoroutine())
 	gauge("wasmfleet_outbox_messages", "Publishes waiting for the broker.", "gauge")
 	fmt.Fprintf(&b, "wasmfleet_outbox_messages %d\n", s.Outbox)
 	gauge("wasmfleet_outbox_dropped_total", "Publishes dropped because the outbox was full.", "counter")

@@ -28,7 +28,8 @@ import (
 // onMessage routes a message from the broker: desired state to the updater, anything else
 // to the modules whose triggers match. It must not block (paho calls it in order, on one
 // goroutine); the message is acknowledged once every module it was queued for has handled
-// it, so a crash before that means redelivery, not loss.
+// it, so a crash before that means redelivery, not loss. The broker's copy of a message the
+// agent still holds or has handled is not handled again (redeliveries).
 func (a *Agent) onMessage(m inbound) {
 	if _, ok := a.desiredSource(m.topic); ok {
 		// Verified one at a time, in arrival order; acknowledged when applied or refused.
@@ -50,11 +51,15 @@ func (a *Agent) onMessage(m inbound) {
 		m.ack()
 		return
 	}
+	ack := a.redelivered.admit(m)
+	if ack == nil {
+		return // the broker's copy of a message held or handled already
+	}
 	var pending atomic.Int32
 	pending.Store(int32(len(targets)))
 	done := func() {
 		if pending.Add(-1) == 0 {
-			m.ack()
+			ack()
 		}
 	}
 	for _, r := range targets {
