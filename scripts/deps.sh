@@ -9,6 +9,7 @@ apt_pkgs=(
   mosquitto-clients                                 # mosquitto_sub, a real client of wasmfleet dev's broker in fleet/devenv's test
   qemu-user-static                                  # runs the arm64 and armv6 agents in agent/arm_test.go
   systemd                                           # systemd-analyze and the host's units for deploy/systemd's tests
+  nodejs                                            # Node.js, a peer of agent/sandbox's benchmarks (make bench)
 )
 
 VERSITYGW_VERSION=v1.8.0   # S3 server for integration tests (internal/testenv)
