@@ -110,7 +110,8 @@ func (f *fleet) startAgentWatched(cfg *config.Config) (a *Agent, exited <-chan s
 type observer struct {
 	client mqtt.Client
 	mu     sync.Mutex
-	got    []string // payloads, in arrival order, duplicates included
+	got    []string    // payloads, in arrival order, duplicates included
+	at     []time.Time // when each arrived
 }
 
 func newObserver(t *testing.T, brokerURL, clientID, filter string) *observer {
@@ -122,6 +123,7 @@ func newObserver(t *testing.T, brokerURL, clientID, filter string) *observer {
 		SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) {
 			o.mu.Lock()
 			o.got = append(o.got, string(m.Payload()))
+			o.at = append(o.at, time.Now())
 			o.mu.Unlock()
 		})
 	o.client = mqtt.NewClient(opts)
@@ -140,6 +142,14 @@ func (o *observer) payloads() []string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return append([]string(nil), o.got...)
+}
+
+// arrivals returns the payloads from index from on, with when each arrived.
+func (o *observer) arrivals(from int) ([]string, []time.Time) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	from = min(from, len(o.got))
+	return append([]string(nil), o.got[from:]...), append([]time.Time(nil), o.at[from:]...)
 }
 
 // TestBrokerRestartMidStream is scenario 4: the broker is restarted while a stream of QoS 1

@@ -1,14 +1,19 @@
 package agent
 
 import (
+	"bufio"
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/wasmfleet/wasmfleet/internal/testenv"
 )
 
 // The reliability suite (docs/RELIABILITY.md): power cuts during updates, broker restarts
@@ -16,10 +21,11 @@ import (
 // test has a short form that `make test` runs and a long one that `make soak` asks for with
 // these flags.
 var (
-	powerCuts = flag.Int("powercuts", 20, "power-cut trials in TestPowerCutDuringUpdate (make soak: 200)")
-	soakFor   = flag.Duration("soak", 20*time.Second, "how long TestSoak runs (make soak: 30m)")
-	soakEvery = flag.Duration("soak-update", 5*time.Second, "how often TestSoak publishes a new release (make soak: 1m)")
-	seedFlag  = flag.Uint64("seed", 0, "seed of the randomized reliability tests; 0 picks one, printed so a run can be repeated")
+	powerCuts    = flag.Int("powercuts", 20, "power-cut trials in TestPowerCutDuringUpdate (make soak: 200)")
+	soakFor      = flag.Duration("soak", 20*time.Second, "how long TestSoak runs (make soak: 30m)")
+	soakEvery    = flag.Duration("soak-update", 5*time.Second, "how often TestSoak publishes a new release (make soak: 1m)")
+	overloadFlag = flag.Duration("overload", 3*time.Second, "how long TestOverload overloads the agent (make soak: 60s)")
+	seedFlag     = flag.Uint64("seed", 0, "seed of the randomized reliability tests; 0 picks one, printed so a run can be repeated")
 )
 
 // testRand returns a seeded random source and logs the seed, so that a failing run can be
@@ -44,6 +50,16 @@ func uniform(r *rand.Rand, d time.Duration) time.Duration {
 
 // durations summarizes a sample: median, 99th percentile and maximum.
 type durations []time.Duration
+
+// median is the middle value (0 for none).
+func (d durations) median() time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
 
 func (d durations) String() string {
 	if len(d) == 0 {
@@ -87,3 +103,123 @@ func (w *logWatch) expect(msg string) <-chan time.Time {
 	w.mu.Unlock()
 	return c
 }
+
+// procSample is one reading of an agent process: resident memory and descriptors from
+// /proc, goroutines from its /metrics.
+type procSample struct {
+	at         time.Time
+	rss        int64
+	fds        int
+	goroutines int
+}
+
+func (s procSample) String() string {
+	return fmt.Sprintf("RSS %.1f MiB, %d fds, %d goroutines", float64(s.rss)/(1<<20), s.fds, s.goroutines)
+}
+
+// sampleAgent reads one procSample of an agent process serving /metrics on metricsAddr.
+func sampleAgent(p *testenv.Process, metricsAddr string) (procSample, error) {
+	s := procSample{at: time.Now()}
+	st, err := p.Stats()
+	if err != nil {
+		return s, err
+	}
+	s.rss, s.fds = st.RSS, st.FDs
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		return s, fmt.Errorf("read /metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "go_goroutines "); ok {
+			s.goroutines, err = strconv.Atoi(v)
+			return s, err
+		}
+	}
+	return s, fmt.Errorf("/metrics has no go_goroutines")
+}
+
+// sampler reads an agent process every interval until stopped.
+type sampler struct {
+	mu      sync.Mutex
+	samples []procSample
+	errs    []error
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+func startSampler(p *testenv.Process, metricsAddr string, every time.Duration) *sampler {
+	s := &sampler{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			smp, err := sampleAgent(p, metricsAddr)
+			s.mu.Lock()
+			if err != nil {
+				s.errs = append(s.errs, err)
+			} else {
+				s.samples = append(s.samples, smp)
+			}
+			s.mu.Unlock()
+			select {
+			case <-s.stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return s
+}
+
+// halt stops sampling and returns the samples, failing the test if reading failed.
+func (s *sampler) halt(t *testing.T) []procSample {
+	t.Helper()
+	close(s.stop)
+	<-s.done
+	if len(s.errs) > 0 {
+		t.Fatalf("%d samples failed; first: %v", len(s.errs), s.errs[0])
+	}
+	return s.samples
+}
+
+// between returns the samples taken in [from, to).
+func between(samples []procSample, from, to time.Time) []procSample {
+	var out []procSample
+	for _, s := range samples {
+		if !s.at.Before(from) && s.at.Before(to) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// peak is the sample with the most of what key measures.
+func peak(samples []procSample, key func(procSample) int64) procSample {
+	var p procSample
+	for _, s := range samples {
+		if key(s) > key(p) {
+			p = s
+		}
+	}
+	return p
+}
+
+// mean averages what key measures over samples.
+func mean(samples []procSample, key func(procSample) int64) float64 {
+	if len(samples) == 0 {
+		return 0
+	}
+	var sum int64
+	for _, s := range samples {
+		sum += key(s)
+	}
+	return float64(sum) / float64(len(samples))
+}
+
+func rssOf(s procSample) int64        { return s.rss }
+func fdsOf(s procSample) int64        { return int64(s.fds) }
+func goroutinesOf(s procSample) int64 { return int64(s.goroutines) }
