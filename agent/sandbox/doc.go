@@ -20,6 +20,18 @@
 // wazero's own 400 MB ceiling. All of it works the same on both wazero engines (the compiler
 // on amd64/arm64, the interpreter on 32-bit ARM).
 //
+// # Pristine instances at warm-call speed
+//
+// An instance is not made per event. Right after initialisation its memory, mutable globals
+// (exported for the host by the rewrite), fake clocks and deterministic random stream are
+// saved (instance.go), and before each later event they are put back: a memory copy instead
+// of an instantiation. What the API cannot put back (tables, dropped segments, WASI's file
+// descriptors) the rewrite flags in a dirty global before it changes; such an instance, one
+// whose memory grew and one whose event was stopped are closed after their event. Idle
+// instances are kept per module, up to Limits.Concurrency. Commands, modules granted
+// randomness and modules with a mutable v128 global still get a new instance per event.
+// docs/sandbox.md ("Pristine instances") says why this design and what it costs.
+//
 // # Memory
 //
 // Each instance gets its own memory allocator (experimental.WithMemoryAllocator) that refuses
