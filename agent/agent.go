@@ -103,12 +103,16 @@ func New(ctx context.Context, cfg *config.Config, log zerolog.Logger) (a *Agent,
 	if a.kv, err = kv.Open(filepath.Join(cfg.DataDir, "kv"), log.With().Str("component", "kv").Logger()); err != nil {
 		return nil, fmt.Errorf("open kv store: %w", err)
 	}
+	work, err := cleanWorkDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
 	a.rt, err = sandbox.New(ctx, sandbox.Config{
 		DeviceID:      cfg.DeviceID,
 		Policy:        cfg.Policy.ForDevice(cfg.DeviceID),
 		MaxModuleSize: int(cfg.Policy.MaxModuleSize),
 		CacheDir:      filepath.Join(cfg.DataDir, "cache"),
-		WorkDir:       cfg.DataDir,
+		WorkDir:       work,
 		KV:            a.kv,
 		Log:           log.With().Str("component", "sandbox").Logger(),
 	})
@@ -139,6 +143,27 @@ func New(ctx context.Context, cfg *config.Config, log zerolog.Logger) (a *Agent,
 		OutboxSize: cfg.Outbox.MaxMessages,
 	}, log.With().Str("component", "mqtt").Logger(), a.onMessage, a.onConnect)
 	return a, nil
+}
+
+// cleanWorkDir empties and returns the data directory's work/, where the sandbox makes its
+// private compilation directory (a copy of the sealed cache) for the life of the process. A
+// process that is killed cannot remove its own, and every start copies the whole cache into
+// a new one: after a few hundred crashes that was most of the disk. Nothing in work/ is worth
+// keeping (the sealed cache is in cache/), and the store's lock, held by now, says no other
+// agent is using this data directory. Copies left by agents from before work/ existed, at
+// the top of the data directory, go too.
+func cleanWorkDir(dataDir string) (string, error) {
+	work := filepath.Join(dataDir, "work")
+	old, _ := filepath.Glob(filepath.Join(dataDir, "wasmfleet-compiled-*"))
+	for _, d := range append(old, work) {
+		if err := os.RemoveAll(d); err != nil {
+			return "", fmt.Errorf("remove the work directory of an earlier run: %w", err)
+		}
+	}
+	if err := os.Mkdir(work, 0o700); err != nil {
+		return "", fmt.Errorf("create work directory: %w", err)
+	}
+	return work, nil
 }
 
 // mqttTLS builds the TLS configuration for the broker: the CA to trust and, for mTLS, the

@@ -234,6 +234,15 @@ func TestPowerCutDuringUpdate(t *testing.T) {
 	slices.Sort(lines)
 	t.Logf("%d power cuts in %v; restart to update complete: %v\n\t%s", len(outcomes),
 		time.Since(began).Round(time.Second), recover, strings.Join(lines, "\n\t"))
+	// What the crashes left: nothing but the data directory's own parts. The compile cache
+	// (cache/) keeps an entry for every version ever compiled; that is the sandbox's.
+	files, bytes, entries := diskUsage(t, cfg.DataDir)
+	cacheFiles, cacheBytes, _ := diskUsage(t, filepath.Join(cfg.DataDir, "cache"))
+	t.Logf("data directory after %d cuts: %d files, %.1f MiB (cache/: %d files, %.1f MiB): %v", len(outcomes),
+		files, float64(bytes)/(1<<20), cacheFiles, float64(cacheBytes)/(1<<20), entries)
+	if want := []string{"cache", "cache.key", "desired", "kv", "store", "work"}; !slices.Equal(entries, want) {
+		t.Errorf("the data directory holds %v after the cuts, want %v: something a killed agent left is never removed", entries, want)
+	}
 }
 
 // checkStoreAfterCut opens the store a killed agent left (the state file must parse) and

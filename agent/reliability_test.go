@@ -5,7 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"io/fs"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -223,3 +226,29 @@ func mean(samples []procSample, key func(procSample) int64) float64 {
 func rssOf(s procSample) int64        { return s.rss }
 func fdsOf(s procSample) int64        { return int64(s.fds) }
 func goroutinesOf(s procSample) int64 { return int64(s.goroutines) }
+
+// diskUsage counts the files under dir and their bytes, and names its entries.
+func diskUsage(t *testing.T, dir string) (files int, bytes int64, entries []string) {
+	t.Helper()
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if filepath.Dir(path) == dir {
+			entries = append(entries, d.Name())
+		}
+		if d.Type().IsRegular() {
+			fi, err := d.Info()
+			if err != nil {
+				return err
+			}
+			files++
+			bytes += fi.Size()
+		}
+		return nil
+	})
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatalf("disk usage of %s: %v", dir, err)
+	}
+	return files, bytes, entries
+}
