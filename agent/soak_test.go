@@ -78,7 +78,9 @@ func TestSoak(t *testing.T) {
 		return n
 	}
 	waitFor(t, 30*time.Second, func() bool { return missing() == 0 },
-		func() string { return fmt.Sprintf("an output for each of the %d events; %d missing", len(sent), missing()) })
+		func() string {
+			return fmt.Sprintf("an output for each of the %d events; %d missing", len(sent), missing())
+		})
 	dups := len(f.messages(out)) - len(sent)
 
 	warm := start.Add(duration / 5)
