@@ -5,6 +5,10 @@
 // the whole of `wasmfleet serve`: it connects, reads the retained statuses, and runs
 // rollout.Controller.Run until its context ends.
 //
+// For the dashboard (fleet/dashboard), the same subscription also feeds a Fleet: every
+// device's latest status in a registry.Registry, its recent update events of every kind,
+// and listeners told of each report (Server.Fleet).
+//
 // It also reads what an operator needs before starting a rollout: the group's current
 // desired state, from the broker (CurrentDesired, verified as an agent would) or from the
 // last rollout in the bucket (LatestDesired).

@@ -22,6 +22,8 @@ import (
 type Feed struct {
 	topics  report.Topics
 	tracker *rollout.Tracker
+	// fleet, when set, also gets every message the tracker accepted (Server sets it).
+	fleet *Fleet
 
 	statuses, events, malformed atomic.Uint64
 	last                        atomic.Int64 // unix nanos of the last status received
@@ -46,6 +48,9 @@ func (f *Feed) Handle(topic string, payload []byte) error {
 		f.last.Store(time.Now().UnixNano())
 		if len(payload) == 0 { // the retained status was cleared
 			f.tracker.Forget(id)
+			if f.fleet != nil {
+				f.fleet.status(topic, id, payload, nil)
+			}
 			return nil
 		}
 		s, err := report.ParseStatus(payload)
@@ -54,6 +59,9 @@ func (f *Feed) Handle(topic string, payload []byte) error {
 		}
 		if err := f.tracker.Status(id, s); err != nil {
 			return f.bad(fmt.Errorf("%s: %w", topic, err))
+		}
+		if f.fleet != nil {
+			f.fleet.status(topic, id, payload, s)
 		}
 		return nil
 	}
@@ -64,6 +72,9 @@ func (f *Feed) Handle(topic string, payload []byte) error {
 	}
 	if err := f.tracker.Event(id, e); err != nil {
 		return f.bad(fmt.Errorf("%s: %w", topic, err))
+	}
+	if f.fleet != nil {
+		f.fleet.event(id, e)
 	}
 	return nil
 }

@@ -39,6 +39,9 @@ type Config struct {
 	// Clock: nil is the system clock.
 	Clock rollout.Clock
 	Log   zerolog.Logger
+	// NoFleet: do not keep the Fleet (the dashboard's view of the devices: a second copy
+	// of every status, and recent events), for a controller without a dashboard.
+	NoFleet bool
 }
 
 // Defaults of Config.
@@ -52,6 +55,7 @@ const (
 type Server struct {
 	cfg     Config
 	tracker *rollout.Tracker
+	fleet   *Fleet
 	feed    *Feed
 	pub     *Publisher
 	ctl     *rollout.Controller
@@ -81,7 +85,15 @@ func New(cfg Config) (*Server, error) {
 		cfg.SyncMax = DefaultSyncMax
 	}
 	s := &Server{cfg: cfg, tracker: rollout.NewTracker(cfg.Clock)}
+	now := time.Now
+	if cfg.Clock != nil {
+		now = cfg.Clock.Now
+	}
+	s.fleet = NewFleet(cfg.Topics, now)
 	s.feed = NewFeed(cfg.Topics, s.tracker)
+	if !cfg.NoFleet {
+		s.feed.fleet = s.fleet
+	}
 	s.pub = &Publisher{Timeout: cfg.PublishTimeout}
 	ctl, err := rollout.New(rollout.Options{
 		Store: cfg.Store, Publisher: s.pub, Signers: cfg.Signers, Reports: s.tracker, Clock: cfg.Clock,
@@ -99,8 +111,22 @@ func New(cfg Config) (*Server, error) {
 // process).
 func (s *Server) Controller() *rollout.Controller { return s.ctl }
 
-// Tracker is the server's view of the devices.
+// Tracker is the server's view of the devices, as the rollouts judge them.
 func (s *Server) Tracker() *rollout.Tracker { return s.tracker }
+
+// Fleet is the server's fuller view of the devices (every status, recent update events of
+// every kind), for the dashboard; it stays empty when Config.NoFleet is set.
+func (s *Server) Fleet() *Fleet { return s.fleet }
+
+// Feed is what hands the broker's device messages to the Tracker and the Fleet. Run
+// subscribes it; a test or an embedded broker may call its Handle directly.
+func (s *Server) Feed() *Feed { return s.feed }
+
+// Topics are the wasmfleet topics the server reads and writes.
+func (s *Server) Topics() report.Topics { return s.cfg.Topics }
+
+// Store is the bucket the server keeps the rollouts in.
+func (s *Server) Store() rollout.Store { return s.cfg.Store }
 
 // Run connects to the broker, subscribes to every device's status and events, waits for
 // the retained statuses to be in, then drives the rollouts until ctx ends. It returns an

@@ -35,6 +35,9 @@ type Entry struct {
 	// Problem says why devices would not install this release, when List can tell: an
 	// envelope that does not decode or verify, a missing module, a module of another size.
 	Problem string `json:"problem,omitempty"`
+	// Manifest is what the release signs for (its capabilities, triggers and limits);
+	// nil when the envelope does not decode. Read it only when Verified.
+	Manifest *modules.Manifest `json:"-"`
 }
 
 // listConcurrency bounds the envelopes List reads at once.
@@ -147,7 +150,7 @@ func (b *Bucket) describe(ctx context.Context, e *Entry, v *signing.Verifier) {
 		e.Problem = err.Error()
 		return
 	}
-	e.SHA256, e.Size = r.SHA256, r.Size
+	e.SHA256, e.Size, e.Manifest = r.SHA256, r.Size, r.Manifest
 	for _, s := range env.Signatures {
 		if s.KeyID != "" {
 			e.KeyIDs = append(e.KeyIDs, s.KeyID)
