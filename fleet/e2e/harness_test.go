@@ -11,8 +11,6 @@ import (
 	"crypto"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -20,32 +18,31 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
-	"github.com/rs/zerolog"
 	"github.com/sigstore/sigstore/pkg/signature"
 
-	"github.com/wasmfleet/wasmfleet/agent"
 	"github.com/wasmfleet/wasmfleet/agent/config"
 	"github.com/wasmfleet/wasmfleet/fleet/controller"
 	"github.com/wasmfleet/wasmfleet/fleet/publish"
 	"github.com/wasmfleet/wasmfleet/fleet/rollout"
 	"github.com/wasmfleet/wasmfleet/internal/cli"
 	"github.com/wasmfleet/wasmfleet/internal/testenv"
-	"github.com/wasmfleet/wasmfleet/modules"
+	"github.com/wasmfleet/wasmfleet/internal/testenv/fleetenv"
 	"github.com/wasmfleet/wasmfleet/protocol/objects"
 	"github.com/wasmfleet/wasmfleet/protocol/report"
 	"github.com/wasmfleet/wasmfleet/protocol/wave"
 	"github.com/wasmfleet/wasmfleet/signing"
-	"github.com/wasmfleet/wasmfleet/signing/keys"
 )
 
 // keyPassword encrypts the rollout key file `wasmfleet serve` reads.
-const keyPassword = "e2e rollout key"
+const keyPassword = fleetenv.KeyPassword
 
-// world is a fleet: Mosquitto and versitygw on loopback ports, a bucket with the trust file,
-// the keys of the three roles, a Store with write credentials (the controller's and the
-// operator's), read-only credentials for the agents, and an observer that records every
-// message on the broker.
+// world is a fleet (internal/testenv/fleetenv: Mosquitto and versitygw on loopback ports,
+// a bucket with the trust file, the keys of the three roles, a Store with write
+// credentials, read-only credentials for the agents) and an observer that records every
+// message on the broker. Its lower-case fields are the fleet's, under the names these
+// tests use.
 type world struct {
+	*fleetenv.World
 	t                *testing.T
 	mq               *testenv.Mosquitto
 	s3               *testenv.S3
@@ -79,59 +76,10 @@ func newWorld(t *testing.T, o *worldOptions) *world {
 	if o == nil {
 		o = &worldOptions{}
 	}
-	w := &world{t: t, bucket: "fleet", dir: t.TempDir(), msgs: map[string][][]byte{}}
-	w.mq = testenv.StartMosquitto(t, &testenv.MosquittoOptions{Config: "max_queued_messages 100000\n" + o.MosquittoConfig})
-	w.s3 = testenv.StartS3(t, nil)
-	w.s3.MakeBucket(w.bucket)
-	w.readKey, w.readSec = w.s3.ReadOnlyUser(w.bucket)
-
-	root := newSigner(t)
-	w.release = newSigner(t)
-	var err error
-	if w.rolloutPriv, err = keys.Generate(keys.ECDSAP256); err != nil {
-		t.Fatal(err)
-	}
-	if w.rollout, err = keys.Signer(w.rolloutPriv); err != nil {
-		t.Fatal(err)
-	}
-	tf := &signing.TrustFile{Version: 1, Expires: time.Now().Add(365 * 24 * time.Hour), Keys: map[string]signing.TrustKey{}}
-	role := func(s signature.Signer) signing.Role {
-		pub, err := s.PublicKey()
-		if err != nil {
-			t.Fatal(err)
-		}
-		id, k, err := signing.NewTrustKey(pub)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tf.Keys[id] = k
-		return signing.Role{KeyIDs: []string{id}, Threshold: 1}
-	}
-	tf.Roles.Root, tf.Roles.Release, tf.Roles.Rollout = role(root), role(w.release), role(w.rollout)
-	if w.trustEnv, err = signing.SignTrust(context.Background(), tf, root); err != nil {
-		t.Fatal(err)
-	}
-	if w.trust, err = signing.ParseTrust(w.trustEnv); err != nil {
-		t.Fatal(err)
-	}
-	w.writeFile("root.json", w.trustEnv)
-	pemKey, err := keys.MarshalPrivate(w.rolloutPriv, []byte(keyPassword))
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.writeFile("rollout.key", pemKey)
-
-	cfg := publish.Config{Endpoint: w.s3.Endpoint(), Bucket: w.bucket, Region: w.s3.Region,
-		AccessKey: w.s3.AccessKey, SecretKey: w.s3.SecretKey, Insecure: true}
-	if w.store, err = controller.OpenStore(cfg); err != nil {
-		t.Fatal(err)
-	}
-	if w.pub, err = publish.Open(cfg, zerolog.Nop()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.pub.PublishTrust(context.Background(), w.trust); err != nil {
-		t.Fatal(err)
-	}
+	f := fleetenv.New(t, &fleetenv.Options{MosquittoConfig: o.MosquittoConfig})
+	w := &world{World: f, t: t, mq: f.MQ, s3: f.S3, bucket: f.Bucket, readKey: f.ReadKey, readSec: f.ReadSecret,
+		release: f.Release, rolloutPriv: f.RolloutPriv, rollout: f.Rollout, trust: f.Trust, trustEnv: f.TrustEnv,
+		dir: f.Dir, store: f.Store, pub: f.Pub, msgs: map[string][][]byte{}}
 	// The CLI takes the secret key from the environment only, as in production.
 	t.Setenv("WASMFLEET_S3_SECRET_KEY", w.s3.SecretKey)
 	t.Setenv("WASMFLEET_KEY_PASSWORD", keyPassword)
@@ -155,189 +103,57 @@ func newWorld(t *testing.T, o *worldOptions) *world {
 	return w
 }
 
-func newSigner(t testing.TB) signature.SignerVerifier {
-	t.Helper()
-	priv, err := keys.Generate(keys.ECDSAP256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := keys.Signer(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+func newSigner(t testing.TB) signature.SignerVerifier { return fleetenv.NewSigner(t) }
 
 func (w *world) writeFile(name string, data []byte) string {
 	w.t.Helper()
-	p := filepath.Join(w.dir, name)
-	if err := os.WriteFile(p, data, 0o600); err != nil {
-		w.t.Fatal(err)
-	}
-	return p
+	return w.WriteFile(name, data)
 }
 
 // publishRelease signs wasm under the manifest with the release key and publishes both with
 // fleet/publish, as `wasmfleet publish` does.
 func (w *world) publishRelease(manifestYAML string, wasm []byte) signing.ReleaseRef {
 	w.t.Helper()
-	m, err := modules.Parse([]byte(manifestYAML))
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	env, err := signing.SignRelease(context.Background(), m, bytes.NewReader(wasm), w.release)
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	res, err := w.pub.Publish(context.Background(), &signing.Verifier{Trust: w.trust}, env, wasm, publish.Options{})
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	return signing.ReleaseRef{Name: m.Name, Version: m.Version, SHA256: res.Release.SHA256, Size: res.Release.Size}
+	return w.PublishRelease(manifestYAML, wasm)
 }
 
-// thresholdAlert is the example module with its manifest at version, triggered by the
-// device's own readings only (sensors/{device}/temperature), so that a test chooses which
-// devices see events.
+// thresholdAlert is the example module at version, triggered by the device's own readings
+// only (fleetenv.ThresholdAlert).
 func thresholdAlert(t testing.TB, version string) (string, []byte) {
 	t.Helper()
-	dir := filepath.Join("..", "..", "modules", "examples", "threshold-alert")
-	m, err := os.ReadFile(filepath.Join(dir, "manifest.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	wasm, err := os.ReadFile(filepath.Join(dir, "threshold-alert.wasm"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ms := strings.Replace(string(m), "version: 1.0.0", "version: "+version, 1)
-	ms = strings.Replace(ms, "sensors/+/temperature", "sensors/{device}/temperature", 1)
-	if !strings.Contains(ms, "sensors/{device}/temperature") {
-		t.Fatal("the threshold-alert manifest changed: its trigger is not sensors/+/temperature")
-	}
-	return ms, wasm
+	return fleetenv.ThresholdAlert(t, version)
 }
 
 // trapWasm is the sandbox's hostile module that traps on every event.
-func trapWasm(t testing.TB) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "agent", "sandbox", "testdata", "hostile", "trap.wasm"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
+func trapWasm(t testing.TB) []byte { t.Helper(); return fleetenv.TrapWasm(t) }
 
 // agentOptions adjust agentConfig.
-type agentOptions struct {
-	HealthEvents   int
-	HealthWindow   time.Duration
-	StatusInterval time.Duration
-}
+type agentOptions = fleetenv.AgentOptions
 
-// agentConfig is a device in groups, pointing at the world's servers with read-only S3
-// credentials. The health window is short (2 events or 2s) so that waves pass quickly.
+// agentConfig is a device in groups (fleetenv.World.AgentConfig: a health window of 2
+// events or 2s, so that waves pass quickly).
 func (w *world) agentConfig(id string, o *agentOptions, groups ...string) *config.Config {
 	w.t.Helper()
-	if o == nil {
-		o = &agentOptions{}
-	}
-	dir := filepath.Join(w.dir, "devices", id)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		w.t.Fatal(err)
-	}
-	trust := filepath.Join(dir, "root.json")
-	if err := os.WriteFile(trust, w.trustEnv, 0o600); err != nil {
-		w.t.Fatal(err)
-	}
-	cfg := &config.Config{DeviceID: id, Groups: groups, TrustRoot: trust, DataDir: filepath.Join(dir, "data")}
-	cfg.MQTT.Brokers = []string{w.mq.URL()}
-	cfg.S3.Endpoint, cfg.S3.Bucket, cfg.S3.Insecure = w.s3.Endpoint(), w.bucket, true
-	cfg.S3.AccessKey, cfg.S3.SecretKey = w.readKey, config.Secret(w.readSec)
-	cfg.StatusInterval = modules.Duration(orDefault(o.StatusInterval, 5*time.Second))
-	cfg.Health.Events = max(o.HealthEvents, 2)
-	cfg.Health.Window = modules.Duration(orDefault(o.HealthWindow, 2*time.Second))
-	cfg.Health.MaxFailureRatio = 0.5
-	cfg.SetDefaults()
-	if err := cfg.Validate(); err != nil {
-		w.t.Fatal(err)
-	}
-	return cfg
-}
-
-func orDefault(d, def time.Duration) time.Duration {
-	if d > 0 {
-		return d
-	}
-	return def
+	return w.AgentConfig(id, o, groups...)
 }
 
 // startAgent runs a real agent in this process until the test ends.
-func (w *world) startAgent(cfg *config.Config) {
-	w.t.Helper()
-	log := zerolog.New(zerolog.NewTestWriter(w.t)).Level(zerolog.WarnLevel).With().Str("device", cfg.DeviceID).Logger()
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := agent.New(ctx, cfg, log)
-	if err != nil {
-		cancel()
-		w.t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Start(ctx) }()
-	w.t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			w.t.Errorf("agent %s: %v", cfg.DeviceID, err)
-		}
-		a.Close()
-	})
-}
+func (w *world) startAgent(cfg *config.Config) { w.t.Helper(); w.StartAgent(cfg) }
 
 // startAgents starts n agents named prefix-1 ... prefix-n in group.
 func (w *world) startAgents(prefix string, n int, group string) []string {
 	w.t.Helper()
-	ids := make([]string, n)
-	for i := range n {
-		ids[i] = fmt.Sprintf("%s-%d", prefix, i+1)
-		w.startAgent(w.agentConfig(ids[i], nil, group))
-	}
-	return ids
+	return w.StartAgents(prefix, n, group)
 }
 
 // controllerConfig is a controller on the world's servers, ticking often.
-func (w *world) controllerConfig(id string) controller.Config {
-	return controller.Config{
-		Store: w.store, MQTT: controller.MQTTConfig{Brokers: []string{w.mq.URL()}, ClientID: "e2e-" + id},
-		Signers: []signature.Signer{w.rollout}, ID: id,
-		Interval: 500 * time.Millisecond, MinInterval: 50 * time.Millisecond,
-		SyncIdle: 300 * time.Millisecond, SyncMax: 10 * time.Second,
-		Log: zerolog.New(zerolog.NewTestWriter(w.t)).Level(zerolog.InfoLevel).With().Str("controller", id).Logger(),
-	}
-}
+func (w *world) controllerConfig(id string) controller.Config { return w.ControllerConfig(id) }
 
 // runController runs a controller until stop (or the end of the test); stop waits for Run to
 // return.
 func (w *world) runController(cfg controller.Config) (srv *controller.Server, stop func()) {
 	w.t.Helper()
-	srv, err := controller.New(cfg)
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				w.t.Errorf("controller %s: %v", cfg.ID, err)
-			}
-		})
-	}
-	w.t.Cleanup(stop)
-	waitFor(w.t, 15*time.Second, srv.Synced, func() string { return "the controller to read the retained statuses" })
-	return srv, stop
+	return w.RunController(cfg)
 }
 
 // cli runs the wasmfleet CLI with the bucket's flags appended.
@@ -553,27 +369,7 @@ func (w *world) auditRecord(id string, step uint64) rollout.AuditRecord {
 // (cumulative, wave by wave), so that a test knows who is in which wave.
 func pickID(t testing.TB, prefix string, devices []string, waves []float64, want []int) string {
 	t.Helper()
-	for n := range 100000 {
-		id := fmt.Sprintf("%s-%d", prefix, n)
-		ok := true
-		for i, p := range waves {
-			c := 0
-			for _, d := range devices {
-				if wave.InWave(d, id, p) {
-					c++
-				}
-			}
-			if c != want[i] {
-				ok = false
-				break
-			}
-		}
-		if ok {
-			return id
-		}
-	}
-	t.Fatalf("no rollout id %s-N puts %v devices in waves %v", prefix, want, waves)
-	return ""
+	return fleetenv.PickRolloutID(t, prefix, devices, waves, want)
 }
 
 // inWave lists the devices in a wave of a rollout.
@@ -627,11 +423,5 @@ func (w *world) sensors(devices []string) (stop func()) {
 // waitFor polls cond until it holds or timeout passes.
 func waitFor(t testing.TB, timeout time.Duration, cond func() bool, what func() string) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	fleetenv.WaitFor(t, timeout, cond, what)
 }
