@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 	"github.com/sigstore/sigstore/pkg/signature"
 
 	"github.com/wasmfleet/wasmfleet/agent/config"
@@ -867,7 +866,7 @@ func attackULEB128(n int) []byte {
 // nil while Start runs, and what it returned once it has.
 func (f *fleet) startWatchedAgent(cfg *config.Config) (exited func() error) {
 	f.t.Helper()
-	log := zerolog.New(zerolog.NewTestWriter(f.t)).Level(zerolog.InfoLevel).With().Str("device", cfg.DeviceID).Logger()
+	log := f.agentLogger(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := New(ctx, cfg, log)
 	if err != nil {

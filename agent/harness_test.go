@@ -12,7 +12,6 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
-	"github.com/rs/zerolog"
 	"github.com/sigstore/sigstore/pkg/signature"
 
 	"github.com/wasmfleet/wasmfleet/agent/config"
@@ -47,6 +46,8 @@ type fleet struct {
 
 	mu   sync.Mutex
 	msgs map[string][][]byte // by topic, every message the test client saw
+
+	secrets *secretScan // what agents may never write (secrets_test.go)
 }
 
 func newSigner(t testing.TB) signature.SignerVerifier {
@@ -69,7 +70,10 @@ func newFleet(t *testing.T) *fleet { t.Helper(); return newFleetWith(t, nil) }
 // over https. The test client still uses the plain listener, as user "controller".
 func newFleetWith(t *testing.T, pki *testenv.PKI) *fleet {
 	t.Helper()
-	f := &fleet{t: t, bucket: "wasmfleet", dir: t.TempDir(), seq: map[string]uint64{}, msgs: map[string][][]byte{}, pki: pki}
+	f := &fleet{t: t, bucket: "wasmfleet", dir: t.TempDir(), seq: map[string]uint64{}, msgs: map[string][][]byte{}, pki: pki,
+		secrets: newSecretScan()}
+	// Registered first, so run last: after every agent of the test has stopped.
+	t.Cleanup(f.checkSecrets)
 	if pki != nil {
 		f.mq = testenv.StartMosquitto(t, &testenv.MosquittoOptions{PKI: pki, RequireClientCert: true,
 			Users: map[string]string{"controller": "controller-pw", "pi-tls": "device-pw"}})
@@ -80,6 +84,14 @@ func newFleetWith(t *testing.T, pki *testenv.PKI) *fleet {
 	}
 	f.s3.MakeBucket(f.bucket)
 	f.readKey, f.readSec = f.s3.ReadOnlyUser(f.bucket)
+	f.secrets.add("the S3 secret key of the agents", f.readSec)
+	f.secrets.add("the S3 root secret key", f.s3.SecretKey)
+	if pki != nil {
+		f.secrets.add("the device's MQTT password", "device-pw")
+		f.secrets.add("the controller's MQTT password", "controller-pw")
+		f.secrets.addPEMFile(t, "the client certificate's private key", pki.ClientKeyFile)
+		f.secrets.addPEMFile(t, "the server certificate's private key", pki.ServerKeyFile)
+	}
 
 	f.root, f.release, f.rollout, f.stranger = newSigner(t), newSigner(t), newSigner(t), newSigner(t)
 	tf := &signing.TrustFile{Version: 1, Expires: time.Now().Add(365 * 24 * time.Hour), Keys: map[string]signing.TrustKey{}}
@@ -225,7 +237,7 @@ func (f *fleet) agentConfig(id string, groups ...string) *config.Config {
 // startAgent runs an agent in this process until the test ends (or stop is called).
 func (f *fleet) startAgent(cfg *config.Config) (a *Agent, stop func()) {
 	f.t.Helper()
-	log := zerolog.New(zerolog.NewTestWriter(f.t)).Level(zerolog.InfoLevel).With().Str("device", cfg.DeviceID).Logger()
+	log := f.agentLogger(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := New(ctx, cfg, log)
 	if err != nil {

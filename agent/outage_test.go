@@ -15,7 +15,6 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
-	"github.com/rs/zerolog"
 
 	"github.com/wasmfleet/wasmfleet/agent/config"
 	"github.com/wasmfleet/wasmfleet/internal/testenv"
@@ -83,7 +82,7 @@ limits: { memory: 1MiB, timeout: 1s, max_publishes: 1, max_output: 1KiB, concurr
 // so a test can tell the agent never stopped by itself.
 func (f *fleet) startAgentWatched(cfg *config.Config) (a *Agent, exited <-chan struct{}) {
 	f.t.Helper()
-	log := zerolog.New(zerolog.NewTestWriter(f.t)).Level(zerolog.InfoLevel).With().Str("device", cfg.DeviceID).Logger()
+	log := f.agentLogger(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := New(ctx, cfg, log)
 	if err != nil {

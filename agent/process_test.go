@@ -59,7 +59,7 @@ func writeAgentYAML(t *testing.T, cfg *config.Config) string {
 	line("  keep_alive: 5s")
 	line("  connect_timeout: 5s")
 	for k, v := range map[string]string{"username": cfg.MQTT.Username, "password": string(cfg.MQTT.Password),
-		"ca_file": cfg.MQTT.CAFile, "cert_file": cfg.MQTT.CertFile, "key_file": cfg.MQTT.KeyFile} {
+		"password_file": cfg.MQTT.PasswordFile, "ca_file": cfg.MQTT.CAFile, "cert_file": cfg.MQTT.CertFile, "key_file": cfg.MQTT.KeyFile} {
 		if v != "" {
 			line("  %s: %q", k, v)
 		}
@@ -68,7 +68,11 @@ func writeAgentYAML(t *testing.T, cfg *config.Config) string {
 	line("  endpoint: %q", cfg.S3.Endpoint)
 	line("  bucket: %s", cfg.S3.Bucket)
 	line("  access_key: %q", cfg.S3.AccessKey)
-	line("  secret_key: %q", string(cfg.S3.SecretKey))
+	if cfg.S3.SecretKeyFile != "" {
+		line("  secret_key_file: %q", cfg.S3.SecretKeyFile)
+	} else {
+		line("  secret_key: %q", string(cfg.S3.SecretKey))
+	}
 	line("  insecure: %t", cfg.S3.Insecure)
 	if cfg.S3.CAFile != "" {
 		line("  ca_file: %q", cfg.S3.CAFile)

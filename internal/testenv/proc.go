@@ -110,6 +110,9 @@ func StartProcess(t testing.TB, o ProcessOptions) *Process {
 	return p
 }
 
+// Name is what failure messages call the process.
+func (p *Process) Name() string { return p.name }
+
 // Pid is the process id.
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
 
