@@ -10,6 +10,7 @@ apt_pkgs=(
   qemu-user-static                                  # runs the arm64 and armv6 agents in agent/arm_test.go
   systemd                                           # systemd-analyze and the host's units for deploy/systemd's tests
   nodejs                                            # Node.js, a peer of agent/sandbox's benchmarks (make bench)
+  chromium                                          # headless browser for fleet/dashboard's tests (chromedp)
 )
 
 VERSITYGW_VERSION=v1.8.0   # S3 server for integration tests (internal/testenv)

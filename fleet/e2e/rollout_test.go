@@ -30,7 +30,7 @@ func TestRolloutConverges(t *testing.T) {
 	var serveOut, serveErr string
 	go func() {
 		code, out, errs := w.cliCtx(ctx, "serve", "--rollout-key", w.dir+"/rollout.key", "--trust", w.dir+"/root.json",
-			"--broker", w.mq.URL(), "--id", "ctl-e2e", "--interval", "500ms", "--sync-idle", "300ms")
+			"--broker", w.mq.URL(), "--id", "ctl-e2e", "--interval", "500ms", "--sync-idle", "300ms", "--http", "127.0.0.1:0")
 		serveOut, serveErr = out, errs
 		serveDone <- code
 	}()

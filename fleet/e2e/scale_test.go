@@ -396,7 +396,7 @@ func (w *world) startServeProcess(t *testing.T, s3Addr string) *serveProcess {
 	}
 	p := &serveProcess{out: &lockedBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, "serve", "--rollout-key", filepath.Join(w.dir, "rollout.key"), "--trust", filepath.Join(w.dir, "root.json"),
-		"--broker", w.mq.URL(), "--id", "bench", "--sync-idle", "500ms",
+		"--broker", w.mq.URL(), "--id", "bench", "--sync-idle", "500ms", "--http", "",
 		"--s3-endpoint", s3Addr, "--bucket", w.bucket, "--s3-insecure", "--s3-access-key", w.s3.AccessKey, "--region", w.s3.Region)
 	// gctrace: the live heap after each collection, which says what the controller keeps
 	// (its RSS also holds garbage not yet returned, and the KMS SDKs the CLI links).

@@ -85,7 +85,8 @@ func runServe(t *testing.T, args ...string) {
 	var out, errs bytes.Buffer
 	go func() {
 		defer close(done)
-		code = Main(ctx, append([]string{"serve"}, args...), strings.NewReader(""), &out, &errs)
+		// The dashboard on a free port, not on the default 8080.
+		code = Main(ctx, append([]string{"serve", "--http", "127.0.0.1:0"}, args...), strings.NewReader(""), &out, &errs)
 	}()
 	t.Cleanup(func() {
 		cancel()

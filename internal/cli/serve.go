@@ -6,6 +6,10 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	stdlog "log"
+	"net"
+	"net/http"
+	"os"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -13,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/wasmfleet/wasmfleet/fleet/controller"
+	"github.com/wasmfleet/wasmfleet/fleet/dashboard"
 	"github.com/wasmfleet/wasmfleet/fleet/publish"
 	"github.com/wasmfleet/wasmfleet/fleet/rollout"
 	"github.com/wasmfleet/wasmfleet/protocol/report"
@@ -20,10 +25,10 @@ import (
 )
 
 func init() {
-	register("serve", "run the rollout controller (until SIGINT or SIGTERM)", serveCmd)
+	register("serve", "run the rollout controller and the dashboard (until SIGINT or SIGTERM)", serveCmd)
 }
 
-const serveSynopsis = `--rollout-key KEY [--rollout-key ...] [--trust root.json] [--id NAME] [S3 flags] [MQTT flags]
+const serveSynopsis = `--rollout-key KEY [--rollout-key ...] [--trust root.json] [--id NAME] [--http ADDR] [S3 flags] [MQTT flags]
 
 Runs the rollout controller: it reads every device's retained status and update events from
 the broker, and drives the rollouts in the bucket (rollouts/*.json, written by wasmfleet
@@ -33,7 +38,13 @@ and advances, or aborts and sends every device of the group back. It holds rollo
 only: --rollout-key must name keys of the trust file's rollout role (their password from
 --password-file, WASMFLEET_KEY_PASSWORD or COSIGN_PASSWORD). It keeps no state of its own:
 stop it at any time and start it again (same --id: at once; another: after --lease). Logs are
-JSON lines on stdout.`
+JSON lines on stdout.
+
+It also serves the dashboard on --http (default 127.0.0.1:8080; empty: none): devices,
+releases and rollouts, live. Reading needs no login; pause, resume and abort need the
+operator token, read from --dashboard-token-file or WASMFLEET_DASHBOARD_TOKEN (without one the
+dashboard is read-only). It speaks plain HTTP: on another address than loopback, put it
+behind a TLS proxy.`
 
 func serveCmd(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "serve", serveSynopsis)
@@ -48,6 +59,8 @@ func serveCmd(ctx context.Context, env *Env, args []string) error {
 	syncIdle := fs.Duration("sync-idle", controller.DefaultSyncIdle, "the retained statuses are all in once none has arrived for this long")
 	syncMax := fs.Duration("sync-max", controller.DefaultSyncMax, "the longest wait for the retained statuses before driving rollouts")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	httpAddr := fs.String("http", defaultHTTPAddr, "serve the dashboard on this address (host:port); empty: no dashboard")
+	tokenFile := fs.String("dashboard-token-file", "", "read the dashboard's operator token from this file (or set "+dashboardTokenEnv+"); none: read-only")
 	s3 := addS3Flags(fs)
 	mf := addMQTTFlags(fs)
 	if err := parse(fs, permute(fs, args)); err != nil {
@@ -65,6 +78,10 @@ func serveCmd(ctx context.Context, env *Env, args []string) error {
 		if d <= 0 {
 			return usagef("%s must be positive", name)
 		}
+	}
+	token, err := dashboardToken(*httpAddr, *tokenFile)
+	if err != nil {
+		return err
 	}
 	mcfg, err := mf.controllerConfig()
 	if err != nil {
@@ -97,9 +114,17 @@ func serveCmd(ctx context.Context, env *Env, args []string) error {
 	srv, err := controller.New(controller.Config{
 		Store: store, MQTT: mcfg, Topics: report.Topics{Prefix: *mf.prefix}, Signers: signers, ID: *id,
 		Lease: *lease, Interval: *interval, DesiredTTL: *ttl, SyncIdle: *syncIdle, SyncMax: *syncMax, Log: log,
+		NoFleet: *httpAddr == "",
 	})
 	if err != nil {
 		return usagef("%v", err)
+	}
+	if *httpAddr != "" {
+		stop, err := startDashboard(ctx, env, *httpAddr, token, srv, s3, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	log.Info().Str("id", srv.Controller().ID()).Str("bucket", store.Bucket()).Strs("brokers", mcfg.Brokers).
 		Str("rollout_keys", shortIDs(ids)).Uint64("trust_version", trust.Version()).Msg("rollout controller starting")
@@ -201,4 +226,85 @@ func (f *mqttFlags) controllerConfig() (controller.MQTTConfig, error) {
 		c.TLS = t
 	}
 	return c, nil
+}
+
+// The dashboard of `wasmfleet serve`.
+const (
+	defaultHTTPAddr   = "127.0.0.1:8080"
+	dashboardTokenEnv = "WASMFLEET_DASHBOARD_TOKEN"
+)
+
+// dashboardToken reads the operator token from the file named by --dashboard-token-file or
+// from the environment, never from a flag's value (it would show in ps).
+func dashboardToken(addr, file string) (string, error) {
+	env := os.Getenv(dashboardTokenEnv)
+	switch {
+	case file != "" && env != "":
+		return "", usagef("--dashboard-token-file and %s both give the dashboard's token; give one", dashboardTokenEnv)
+	case addr == "" && (file != "" || env != ""):
+		return "", usagef("a dashboard token is given but --http is empty (no dashboard)")
+	case file == "":
+		return env, nil
+	}
+	b, err := readFile("--dashboard-token-file", file)
+	if err != nil {
+		return "", opError{"dashboard", err}
+	}
+	token := strings.TrimSpace(string(b))
+	if token == "" {
+		return "", usagef("--dashboard-token-file %s is empty", file)
+	}
+	return token, nil
+}
+
+// startDashboard listens on addr and serves the dashboard until ctx ends or stop is called
+// (which waits for the server to finish).
+func startDashboard(ctx context.Context, env *Env, addr, token string, srv *controller.Server, s3 *s3Flags, log zerolog.Logger) (stop func(), err error) {
+	bucket, err := s3.open(env)
+	if err != nil {
+		return nil, err
+	}
+	d, err := dashboard.New(dashboard.Config{Server: srv, Bucket: bucket, Token: token, Log: log})
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, opError{"http", fmt.Errorf("dashboard: %w", err)}
+	}
+	// Requests end with the server: the event streams would otherwise hold Shutdown up.
+	base, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	hs := &http.Server{
+		Handler:           d,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		BaseContext:       func(net.Listener) context.Context { return base },
+		ErrorLog:          stdlog.New(log.With().Str("component", "http").Logger(), "", 0),
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error().Err(err).Msg("dashboard stopped")
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		cancel()
+	}()
+	ev := log.Info()
+	if host, _, _ := net.SplitHostPort(ln.Addr().String()); !net.ParseIP(host).IsLoopback() {
+		ev = log.Warn().Str("note", "plain HTTP on a non-loopback address: the token and the session cookie cross the network in clear; put a TLS proxy in front")
+	}
+	ev.Str("url", "http://"+ln.Addr().String()+"/").Bool("read_only", token == "").Msg("dashboard listening")
+	return func() {
+		cancel()
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer scancel()
+		if err := hs.Shutdown(sctx); err != nil {
+			hs.Close()
+		}
+		<-done
+	}, nil
 }
