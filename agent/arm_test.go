@@ -141,7 +141,7 @@ log_level: debug
 		}
 		wrapper := qemuWrapper(t, qemus[i], bins[i])
 		runs[i] = &run{tg: tg, device: device, alerts: "alerts/" + device + "/temperature", started: time.Now()}
-		runs[i].proc = startAgentProcess(t, wrapper, config, "agent ("+tg.name+" under "+tg.qemu+")")
+		runs[i].proc = f.startAgentProcess(wrapper, config, "agent ("+tg.name+" under "+tg.qemu+")")
 	}
 
 	// Each agent gets its reading as soon as it has reported the module activated (it

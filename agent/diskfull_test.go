@@ -55,7 +55,7 @@ func testDiskFull(t *testing.T, bin, mode string) {
 		opts.FileSizeLimit = room
 	}
 	opts.Args = []string{"--config", writeAgentYAML(t, cfg)}
-	proc := startAgentProcessWith(t, opts)
+	proc := f.startAgentProcessWith(opts)
 
 	v1 := f.publishRelease(manifest, small)
 	f.publishDesired(f.desiredDoc(group, everyone(v1, "r1")))

@@ -47,7 +47,8 @@ type fleet struct {
 	mu   sync.Mutex
 	msgs map[string][][]byte // by topic, every message the test client saw
 
-	secrets *secretScan // what agents may never write (secrets_test.go)
+	secrets *secretScan        // what agents may never write (secrets_test.go)
+	procs   []*testenv.Process // agent processes, whose output is scanned for secrets
 }
 
 func newSigner(t testing.TB) signature.SignerVerifier {

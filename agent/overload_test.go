@@ -31,7 +31,7 @@ func TestOverload(t *testing.T) {
 	f.publishDesired(f.desiredDoc(group, everyone(ref, "r1")))
 	cfg := f.agentConfig(device, group)
 	cfg.Metrics.Listen = freeAddr(t)
-	proc := startAgentProcess(t, bin, writeAgentYAML(t, cfg), "agent")
+	proc := f.startAgentProcess(bin, writeAgentYAML(t, cfg), "agent")
 	f.waitEvent(device, report.EventActivated, "1.0.0")
 	obs := newObserver(t, f.mq.URL(), "test-observer-"+device, "out/"+device)
 	in := "in/" + device

@@ -93,7 +93,7 @@ func TestPowerCutDuringUpdate(t *testing.T) {
 	storeDir := filepath.Join(cfg.DataDir, "store")
 	watch := newLogWatch()
 	start := func(name string) *testenv.Process {
-		return startAgentProcessWith(t, testenv.ProcessOptions{Name: name, Path: bin, Args: []string{"--config", config}, OnLine: watch.onLine})
+		return f.startAgentProcessWith(testenv.ProcessOptions{Name: name, Path: bin, Args: []string{"--config", config}, OnLine: watch.onLine})
 	}
 	healthy := func(ref signing.ReleaseRef) func(*report.Status) bool {
 		return func(s *report.Status) bool {

@@ -14,7 +14,7 @@ import (
 
 // The tests that run wasmfleet-agent as a process (restart, power cut, disk full, overload,
 // soak, secrets) build it with buildAgent, describe it with a config.Config made by
-// fleet.agentConfig and written by writeAgentYAML, and run it with startAgentProcess.
+// fleet.agentConfig and written by writeAgentYAML, and run it with fleet.startAgentProcess.
 
 // buildAgent builds cmd/wasmfleet-agent into a temp dir and returns the binary's path.
 func buildAgent(t *testing.T) string {
@@ -23,24 +23,28 @@ func buildAgent(t *testing.T) string {
 }
 
 // startAgentProcess runs bin --config config with the test's environment minus WASMFLEET_*
-// variables; its output (zerolog JSON) is logged if the test fails, and it is stopped with
-// SIGTERM when the test ends if still running.
-func startAgentProcess(t *testing.T, bin, config, name string) *testenv.Process {
-	t.Helper()
-	return startAgentProcessWith(t, testenv.ProcessOptions{Name: name, Path: bin, Args: []string{"--config", config}})
+// variables; its output (zerolog JSON) is logged if the test fails, scanned for the fleet's
+// secrets when the test ends, and it is stopped with SIGTERM then if still running.
+func (f *fleet) startAgentProcess(bin, config, name string) *testenv.Process {
+	f.t.Helper()
+	return f.startAgentProcessWith(testenv.ProcessOptions{Name: name, Path: bin, Args: []string{"--config", config}})
 }
 
 // startAgentProcessWith is startAgentProcess with more options (FileSizeLimit, OnLine).
 // o.Env is ignored.
-func startAgentProcessWith(t *testing.T, o testenv.ProcessOptions) *testenv.Process {
-	t.Helper()
+func (f *fleet) startAgentProcessWith(o testenv.ProcessOptions) *testenv.Process {
+	f.t.Helper()
 	o.Env = nil
 	for _, e := range os.Environ() {
 		if !strings.HasPrefix(e, "WASMFLEET_") {
 			o.Env = append(o.Env, e)
 		}
 	}
-	return testenv.StartProcess(t, o)
+	p := testenv.StartProcess(f.t, o)
+	f.mu.Lock()
+	f.procs = append(f.procs, p)
+	f.mu.Unlock()
+	return p
 }
 
 // writeAgentYAML writes cfg as the YAML file a wasmfleet-agent process reads, next to its

@@ -68,7 +68,7 @@ func TestAgentRestartKeepsModules(t *testing.T) {
 	cfg.S3.Endpoint = proxy.Addr()
 	config := writeAgentYAML(t, cfg)
 
-	first := startAgentProcess(t, bin, config, "agent (first run)")
+	first := f.startAgentProcess(bin, config, "agent (first run)")
 	isActive := func(s *report.Status) bool {
 		m, ok := moduleStatus(s, "threshold-alert")
 		return ok && s.Online && m.State == report.StateActive && m.Version == "1.0.0" && m.SHA256 == ref.SHA256
@@ -90,7 +90,7 @@ func TestAgentRestartKeepsModules(t *testing.T) {
 	f.waitStatus(device, func(s *report.Status) bool { return !s.Online }, "offline (the last will)")
 	statusesBefore := len(f.messages(report.Topics{}.Status(device)))
 
-	second := startAgentProcess(t, bin, config, "agent (second run)")
+	second := f.startAgentProcess(bin, config, "agent (second run)")
 	startedAt := time.Now()
 	var back *report.Status
 	waitFor(t, 30*time.Second, func() bool {

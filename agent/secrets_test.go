@@ -23,8 +23,8 @@ import (
 // secretScan looks for known secret values (passwords, S3 secret keys, private keys) in what
 // agents write: their logs, what they publish, their data directory. Every fleet has one:
 // the in-process agents of every integration test log through it (at debug level, whatever
-// the test shows), and when the test ends their logs and every MQTT message the fleet's
-// client saw are checked (fleet.checkSecrets).
+// the test shows), and when the test ends their logs, the output of every agent process and
+// every MQTT message the fleet's client saw are checked (fleet.checkSecrets).
 type secretScan struct {
 	mu      sync.Mutex
 	secrets map[string]string // needle -> what it is
@@ -120,7 +120,11 @@ func (f *fleet) checkSecrets() {
 			f.secrets.scan("a message on "+topic, m)
 		}
 	}
+	procs := f.procs
 	f.mu.Unlock()
+	for _, p := range procs {
+		f.secrets.scan("the output of "+p.Name(), []byte(p.Output()))
+	}
 	f.secrets.check(f.t)
 }
 
@@ -160,11 +164,8 @@ func TestNoSecretsInOutput(t *testing.T) {
 	f.secrets.add("a wrong MQTT password", wrongPassword)
 	f.secrets.add("a wrong S3 secret key", wrongSecret)
 
-	var outputs []*testenv.Process
 	run := func(name string, args ...string) *testenv.Process {
-		p := startAgentProcessWith(t, testenv.ProcessOptions{Name: name, Path: bin, Args: args})
-		outputs = append(outputs, p)
-		return p
+		return f.startAgentProcessWith(testenv.ProcessOptions{Name: name, Path: bin, Args: args})
 	}
 	check := run("agent --check", "--config", config, "--check")
 	<-check.Done()
@@ -205,9 +206,6 @@ func TestNoSecretsInOutput(t *testing.T) {
 		t.Fatalf("agent with wrong credentials: %v", err)
 	}
 
-	for _, p := range outputs {
-		f.secrets.scan("the output of "+p.Name(), []byte(p.Output()))
-	}
 	scanned := 0
 	err := filepath.WalkDir(cfg.DataDir, func(path string, d os.DirEntry, err error) error {
 		if err != nil {
@@ -233,9 +231,9 @@ func TestNoSecretsInOutput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The MQTT messages are scanned when the test ends (newFleetWith).
+	// The outputs and MQTT messages are scanned when the test ends (newFleetWith).
 	t.Logf("%d secrets (and their base64) looked for in %d process outputs (%d bytes), %d MQTT messages, %d files of the data directory",
-		len(f.secrets.secrets)/2, len(outputs), outputBytes(outputs), f.messageCount(), scanned)
+		len(f.secrets.secrets)/2, len(f.procs), outputBytes(f.procs), f.messageCount(), scanned)
 }
 
 func outputBytes(ps []*testenv.Process) (n int) {

@@ -32,7 +32,7 @@ func TestSoak(t *testing.T) {
 	f.publishDesired(f.desiredDoc(group, everyone(ref, "r0")))
 	cfg := f.agentConfig(device, group)
 	cfg.Metrics.Listen = freeAddr(t)
-	proc := startAgentProcess(t, bin, writeAgentYAML(t, cfg), "agent")
+	proc := f.startAgentProcess(bin, writeAgentYAML(t, cfg), "agent")
 	f.waitEvent(device, report.EventActivated, "1.0.0")
 
 	smp := startSampler(proc, cfg.Metrics.Listen, max(duration/200, 250*time.Millisecond))
