@@ -322,7 +322,8 @@ func (e *Env) start(ctx context.Context) error {
 			Username: MQTTUsername, Password: info.MQTTPassword},
 		Signers: e.keys.signers(), ID: "wasmfleet-dev",
 		Interval: time.Second, MinInterval: 100 * time.Millisecond, SyncIdle: 300 * time.Millisecond, SyncMax: 5 * time.Second,
-		Log: e.log.With().Str("part", "controller").Logger(),
+		NoFleet: e.cfg.Dashboard == nil, // the status page reads the Tracker only
+		Log:     e.log.With().Str("part", "controller").Logger(),
 	})
 	if err != nil {
 		httpln.Close()

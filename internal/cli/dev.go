@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,7 +14,10 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/wasmfleet/wasmfleet/fleet/controller"
+	"github.com/wasmfleet/wasmfleet/fleet/dashboard"
 	"github.com/wasmfleet/wasmfleet/fleet/devenv"
+	"github.com/wasmfleet/wasmfleet/fleet/publish"
 	"github.com/wasmfleet/wasmfleet/fleet/rollout"
 )
 
@@ -68,10 +72,16 @@ func devCmd(ctx context.Context, env *Env, args []string) error {
 	if *events == 0 {
 		*events = -1 // devenv: negative is none
 	}
+	log := env.Log.Level(lvl)
+	var e *devenv.Env
 	cfg := devenv.Config{Dir: *dir, Agents: *agents, Group: *group, Examples: *examples, Waves: waves, Soak: *soak,
-		EventInterval: *events, MQTTAddr: *mqttAddr, S3Addr: *s3Addr, HTTPAddr: *httpAddr,
-		Log: env.Log.Level(lvl)}
-	e, err := devenv.Open(ctx, cfg)
+		EventInterval: *events, MQTTAddr: *mqttAddr, S3Addr: *s3Addr, HTTPAddr: *httpAddr, Log: log,
+		// The dashboard of wasmfleet serve, on the environment's controller and bucket, with
+		// the dev operator token (made on the first run, kept in the env file).
+		Dashboard: func(srv *controller.Server, b *publish.Bucket) (http.Handler, error) {
+			return dashboard.New(dashboard.Config{Server: srv, Bucket: b, Token: e.Info().Token, Log: log})
+		}}
+	e, err = devenv.Open(ctx, cfg)
 	if errors.Is(err, devenv.ErrBusy) {
 		return opError{"busy", err}
 	} else if err != nil {
@@ -98,13 +108,15 @@ func devCmd(ctx context.Context, env *Env, args []string) error {
 			done = true
 		case <-settled:
 			settled = nil
-			st := e.Stats()
-			fmt.Fprintf(env.Stdout, "\nevery example handler runs on the agents (%d published and %d rollouts started by this run); sample events keep flowing\n",
-				st.Published, st.RolloutsStarted)
+			if *examples != "" {
+				st := e.Stats()
+				fmt.Fprintf(env.Stdout, "\nevery example handler runs on the agents (%d published and %d rollouts started by this run); sample events keep flowing\n",
+					st.Published, st.RolloutsStarted)
+			}
 		}
 	}
 	fmt.Fprintln(env.Stderr, "stopping...")
-	isSettled := settled == nil
+	isSettled := settled == nil || *examples == ""
 	if err := e.Close(); err != nil {
 		return opError{"dev", err}
 	}
