@@ -99,6 +99,7 @@ func hostFuncs() []hostFunc {
 		}},
 		{"random_fill", []api.ValueType{i32, i32}, []api.ValueType{i32}, func(e *event, mod api.Module, s []uint64) {
 			e.need(e.m.manifest.Capabilities.Random, "random")
+			e.checkDeadline()
 			if uint32(s[1]) > maxRandom {
 				e.stop(fmt.Errorf("%w: random_fill of %d bytes (at most %d a call)", ErrBadPointer, uint32(s[1]), maxRandom))
 			}
@@ -124,7 +125,7 @@ func instantiateHost(ctx context.Context, rt wazero.Runtime) (api.Module, error)
 				if !ok {
 					panic(fmt.Errorf("%w: %s called outside an event", ErrTrap, h.name))
 				}
-				e.checkDeadline()
+				e.spend(hostCallFuel)
 				h.fn(e, mod, stack)
 			}), h.params, h.results).
 			Export(h.name)
@@ -140,7 +141,7 @@ func instantiateYield(ctx context.Context, rt wazero.Runtime) (api.Module, error
 			if !ok {
 				panic(fmt.Errorf("%w: guest code ran outside an event", ErrTrap))
 			}
-			e.yield(ctx, mod)
+			e.yield()
 		}), nil, nil).
 		Export(rewrite.YieldName).
 		Instantiate(ctx)
@@ -175,6 +176,9 @@ func (e *event) read(mod api.Module, ptr, n uint64) []byte {
 	if !ok {
 		e.stop(fmt.Errorf("%w: [%#x, +%d) is outside the module's %d bytes of memory", ErrBadPointer, uint32(ptr), uint32(n), mem.Size()))
 	}
+	if len(b) >= rewrite.BulkBytesPerFuel {
+		e.spend(int32(len(b) / rewrite.BulkBytesPerFuel))
+	}
 	return b
 }
 
@@ -191,7 +195,7 @@ func (e *event) publish(t string, payload []byte) {
 	if err := topic.ValidateName(t); err != nil {
 		e.stop(fmt.Errorf("%w: %v", ErrForbiddenTopic, err))
 	}
-	if !m.manifest.MayPublish(t, m.r.cfg.DeviceID) {
+	if !m.mayPublish(t) {
 		e.stop(fmt.Errorf("%w: %q is not in the module's publish capability %q", ErrForbiddenTopic, t, m.manifest.Capabilities.Publish))
 	}
 	if len(e.out) >= m.limits.MaxPublishes {

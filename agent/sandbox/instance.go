@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"fmt"
@@ -54,13 +55,19 @@ func (in *instance) function(name string) api.Function {
 	return fn
 }
 
-// snapshot is an instance's state right after initialisation.
+// snapshot is an instance's state right after initialisation. Memory is kept in chunks of
+// snapChunk bytes, nil for a chunk of zeros.
 type snapshot struct {
-	mem     []byte
+	chunks  [][]byte
 	globals []uint64
 	rng     fakeRand
 	clock   fakeClock
 }
+
+// snapChunk is the granularity of memory snapshots: a page of the host's.
+const snapChunk = 4096
+
+var zeroChunk [snapChunk]byte
 
 // statelessWASI are the WASI functions after which restoring memory and globals is enough:
 // they change nothing else in the instance (clocks and randomness are the sandbox's own,
@@ -152,7 +159,20 @@ func (in *instance) takeSnapshot(names []string) error {
 		}
 		in.globals = append(in.globals, g)
 	}
-	s := &snapshot{mem: append([]byte(nil), in.mem.buf...), globals: make([]uint64, len(in.globals)), rng: in.rng, clock: in.clock}
+	s := &snapshot{chunks: make([][]byte, len(in.mem.buf)/snapChunk), globals: make([]uint64, len(in.globals)), rng: in.rng, clock: in.clock}
+	n := 0
+	for i := range s.chunks {
+		if !bytes.Equal(in.mem.buf[i*snapChunk:(i+1)*snapChunk], zeroChunk[:]) {
+			n++
+		}
+	}
+	data := make([]byte, 0, n*snapChunk)
+	for i := range s.chunks {
+		if c := in.mem.buf[i*snapChunk : (i+1)*snapChunk]; !bytes.Equal(c, zeroChunk[:]) {
+			data = append(data, c...)
+			s.chunks[i] = data[len(data)-snapChunk:]
+		}
+	}
 	for i, g := range in.globals {
 		s.globals[i] = g.Get()
 	}
@@ -167,9 +187,21 @@ func (in *instance) restorable() bool {
 	return !in.mod.IsClosed() && in.dirty.Get() == 0 && len(in.mem.buf) == in.size
 }
 
-// restore puts the snapshot back for event st.
+// restore puts the snapshot back for event st. Memory is compared before it is written: an
+// event changes few of an instance's pages (2 of the 16 of the C example, 52 of the 832 of the
+// Go one), and reading a page costs less than writing it.
 func (in *instance) restore(st *event) {
-	copy(in.mem.buf, in.snap.mem)
+	for i, c := range in.snap.chunks {
+		live := in.mem.buf[i*snapChunk : (i+1)*snapChunk]
+		switch {
+		case c == nil:
+			if !bytes.Equal(live, zeroChunk[:]) {
+				clear(live)
+			}
+		case !bytes.Equal(live, c):
+			copy(live, c)
+		}
+	}
 	for i, g := range in.globals {
 		g.Set(in.snap.globals[i])
 	}

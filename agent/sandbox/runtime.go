@@ -17,10 +17,11 @@ import (
 // Runtime is the agent's one wazero runtime, with the host functions of the ABI and WASI
 // instantiated once. It is safe for concurrent use.
 type Runtime struct {
-	cfg     Config
-	rt      wazero.Runtime
-	cache   *sealedCache // nil without Config.CacheDir
-	allowed map[[2]string]api.FunctionDefinition
+	cfg       Config
+	realClock bool // Config.Now is time.Now: events take their start from the deadline's clock
+	rt        wazero.Runtime
+	cache     *sealedCache // nil without Config.CacheDir
+	allowed   map[[2]string]api.FunctionDefinition
 
 	mu     sync.Mutex // serialises compilation (and the cache sync after it)
 	closed bool
@@ -28,8 +29,9 @@ type Runtime struct {
 
 // New starts a runtime.
 func New(ctx context.Context, cfg Config) (*Runtime, error) {
+	realClock := cfg.Now == nil
 	cfg = cfg.withDefaults()
-	r := &Runtime{cfg: cfg}
+	r := &Runtime{cfg: cfg, realClock: realClock}
 	rc := wazero.NewRuntimeConfig()
 	if cfg.Interpreter {
 		rc = wazero.NewRuntimeConfigInterpreter()

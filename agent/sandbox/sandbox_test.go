@@ -524,13 +524,19 @@ func TestDeadlineHoldsForBulkOperations(t *testing.T) {
 
 // TestDeadlineHoldsForHostCalls: after ramping the fuel refill up, a guest loops over host
 // calls that each do real work the fuel does not see: WASI random_get of 16 MiB, and
-// random_fill of 64 KiB with the random capability. The deadline still holds within 10 ms.
+// random_fill of 64 KiB with the random capability; or over cheap host calls, which are
+// charged in fuel. The deadline still holds within 10 ms.
 func TestDeadlineHoldsForHostCalls(t *testing.T) {
 	for _, c := range []struct{ name, imp, call, caps string }{
 		{"wasi random_get", `(import "wasi_snapshot_preview1" "random_get" (func $r (param i32 i32) (result i32)))`,
 			`(drop (call $r (i32.const 0) (i32.const 16777216)))`, ""},
 		{"random_fill", `(import "wasmfleet" "random_fill" (func $r (param i32 i32) (result i32)))`,
 			`(drop (call $r (i32.const 0) (i32.const 65536)))`, "capabilities: {random: true}\n"},
+		// Cheap calls, many of them: each costs fuel, not a clock read.
+		{"device_id", `(import "wasmfleet" "device_id" (func $r (param i32 i32) (result i32)))`,
+			`(drop (call $r (i32.const 0) (i32.const 16)))`, ""},
+		{"config_get of a missing key", `(import "wasmfleet" "config_get" (func $r (param i32 i32 i32 i32) (result i32)))`,
+			`(drop (call $r (i32.const 0) (i32.const 8) (i32.const 0) (i32.const 0)))`, ""},
 	} {
 		src := `(module
   ` + c.imp + `

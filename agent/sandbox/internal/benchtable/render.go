@@ -83,8 +83,8 @@ func Render(res *Results, m Machine) (string, error) {
 	}
 	b.WriteString(".\n\n")
 
-	b.WriteString("| event | run by | p50 | p99 | mean | heap / event | allocs / event | peer ÷ sandbox (p50, mean) |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| event | run by | p50 | p99 | mean | CPU / event | heap / event | allocs / event | peer ÷ sandbox (p50, mean) |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
 	for _, g := range groups {
 		for i, r := range g.rows {
 			title := ""
@@ -103,14 +103,18 @@ func Render(res *Results, m Machine) (string, error) {
 			if err != nil {
 				return "", err
 			}
-			heap, allocs := "", ""
+			cpu, heap, allocs := "", "", ""
 			if !strings.Contains(r.bench, "peer-native") && !strings.Contains(r.bench, "peer-node") {
 				bop, err := med(r.bench, "B/op")
 				if err != nil {
 					return "", err
 				}
+				cop, err := med(r.bench, "cpu-ns/op")
+				if err != nil {
+					return "", err
+				}
 				aop, _ := med(r.bench, "allocs/op")
-				heap, allocs = bytesString(bop), fmt.Sprintf("%.0f", aop)
+				cpu, heap, allocs = duration(cop), bytesString(bop), fmt.Sprintf("%.0f", aop)
 			}
 			ratio := ""
 			if r.sandbox != "" {
@@ -124,8 +128,8 @@ func Render(res *Results, m Machine) (string, error) {
 				}
 				ratio = fmt.Sprintf("%s, %s", times(p50/sp50), times(mean/smean))
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", title, r.label,
-				duration(p50), duration(p99), duration(mean), heap, allocs, ratio)
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", title, r.label,
+				duration(p50), duration(p99), duration(mean), cpu, heap, allocs, ratio)
 		}
 	}
 
@@ -146,6 +150,8 @@ func Render(res *Results, m Machine) (string, error) {
 		{"ma50", "MovingAverage/sandbox-compiler", "p50-ns"}, {"maHeap", "MovingAverage/sandbox-compiler", "B/op"},
 		{"sha", "Hash4MiB/sha256/sandbox-compiler", "p50-ns"}, {"shaPeer", "Hash4MiB/sha256/peer-wazero-warm-compiler", "p50-ns"},
 		{"fnv", "Hash4MiB/fnv/sandbox-compiler", "p50-ns"}, {"fnvPeer", "Hash4MiB/fnv/peer-wazero-warm-compiler", "p50-ns"},
+		{"shaCPU", "Hash4MiB/sha256/sandbox-compiler", "cpu-ns/op"}, {"shaPeerCPU", "Hash4MiB/sha256/peer-wazero-warm-compiler", "cpu-ns/op"},
+		{"fnvCPU", "Hash4MiB/fnv/sandbox-compiler", "cpu-ns/op"}, {"fnvPeerCPU", "Hash4MiB/fnv/peer-wazero-warm-compiler", "cpu-ns/op"},
 	} {
 		x, err := med(k.bench, k.unit)
 		if err != nil {
@@ -163,8 +169,10 @@ func Render(res *Results, m Machine) (string, error) {
 		goal{"against Node.js, new instance per event (p50; mean)", "reported",
 			times(v["node50"]/v["ta50"]) + "; " + times(v["nodeMean"]/v["taMean"]), true},
 		goal{"moving-average (Go) event, p50", "≤ 1 ms", duration(v["ma50"]), v["ma50"] <= 1e6},
-		goal{"limits on hash 4 MiB, SHA-256 (p50 ÷ no limits)", "≤ 1.5×", times(v["sha"] / v["shaPeer"]), v["sha"]/v["shaPeer"] <= 1.5},
-		goal{"limits on hash 4 MiB, FNV-1a byte loop (p50 ÷ no limits)", "≤ 1.5×", times(v["fnv"] / v["fnvPeer"]), v["fnv"]/v["fnvPeer"] <= 1.5},
+		goal{"limits on hash 4 MiB, SHA-256 (÷ no limits: CPU per event; p50)", "≤ 1.5×",
+			times(v["shaCPU"]/v["shaPeerCPU"]) + "; " + times(v["sha"]/v["shaPeer"]), v["shaCPU"]/v["shaPeerCPU"] <= 1.5},
+		goal{"limits on hash 4 MiB, FNV-1a byte loop (÷ no limits: CPU per event; p50)", "≤ 1.5×",
+			times(v["fnvCPU"]/v["fnvPeerCPU"]) + "; " + times(v["fnv"]/v["fnvPeer"]), v["fnvCPU"]/v["fnvPeerCPU"] <= 1.5},
 		goal{"threshold-alert events per second per core (one goroutine; two)", "≥ 40,000",
 			fmt.Sprintf("%s; %s", thousands(v["taRate"]), thousands(v["taParRate"])), v["taRate"] >= 40000 && v["taParRate"] >= 40000},
 		goal{"heap allocated per event, threshold-alert (moving-average)", "≤ 16 KiB",
