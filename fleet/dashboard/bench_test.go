@@ -3,6 +3,7 @@ package dashboard
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/wasmfleet/wasmfleet/fleet/publish"
+	"github.com/wasmfleet/wasmfleet/fleet/registry"
 	"github.com/wasmfleet/wasmfleet/internal/testenv/fleetenv"
 	"github.com/wasmfleet/wasmfleet/protocol/report"
 )
@@ -19,7 +21,8 @@ import (
 const benchDevices = 10_000
 
 // benchFixture is a dashboard with benchDevices devices in three groups, two modules in
-// several versions and states, a rollout of one group in its second wave, and, when bucket
+// several versions and states, a rollout of one group (3,334 devices) in its second wave
+// (50%, tallied live from the devices' reports on every load), and, when bucket
 // is set, 30 releases in a real versitygw.
 func benchFixture(b *testing.B, bucket bool) *fixture {
 	b.Helper()
@@ -37,7 +40,7 @@ func benchFixture(b *testing.B, bucket bool) *fixture {
 		s.Online = i%17 != 0
 		f.status(s)
 	}
-	f.newRollout("r1")
+	f.publishedRollout("r1")
 	if bucket {
 		w := fleetenv.New(b, nil)
 		for i := range 30 {
@@ -87,6 +90,32 @@ func BenchmarkPages(b *testing.B) {
 			}
 		})
 	}
+	// Peers: what a dashboard without server-side paging would do for the devices page,
+	// every row in one HTML page, or every device as JSON for a script to lay out (the
+	// shape of `wasmfleet devices --json`).
+	b.Run("peer-devices-all-rows-html", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			all := f.srv.Fleet().Registry().Devices(registry.Filter{})
+			matched, groups, mods := filterDevices(all, deviceQuery{Sort: "id", Page: 1, Per: len(all)})
+			data := devicesData{All: len(all), Matched: len(matched), Groups: groups, Modules: mods, Page: 1, Pages: 1}
+			for _, dev := range matched {
+				data.Rows = append(data.Rows, rowOfDevice(dev))
+			}
+			p := &page{Title: "Devices", Nav: "devices", Topics: "devices", Data: data}
+			if err := f.d.pages["devices"].ExecuteTemplate(io.Discard, "layout", p); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("peer-devices-all-json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := json.NewEncoder(io.Discard).Encode(f.srv.Fleet().Registry().Devices(registry.Filter{})); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	// The releases page when its cache is cold: it lists and reads 30 releases from
 	// versitygw and verifies each (the page does this once every 15 s).
 	b.Run("releases-cold", func(b *testing.B) {

@@ -547,46 +547,14 @@ func TestSSE(t *testing.T) {
 // the audit records and the live one from the devices' reports.
 func TestRolloutPages(t *testing.T) {
 	f := newFixture(t, testToken)
-	r := f.newRollout("r1")
-	// Written as the controller would have: wave 1 passed with a tally, wave 2 running and
-	// published.
-	now := time.Now().UTC()
-	put := func(n *rollout.Rollout) {
-		t.Helper()
-		key, _ := objects.RolloutKey(n.ID)
-		_, ver, err := f.store.Get(context.Background(), key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := n.Marshal()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := f.store.Put(context.Background(), key, b, ver); err != nil {
-			t.Fatal(err)
-		}
-		rec, _ := json.Marshal(rollout.AuditRecord{Rollout: n.ID, Group: n.Group, Release: "threshold-alert@1.1.0", Transition: n.Last})
-		if _, err := f.store.Put(context.Background(), rollout.AuditKey(n.ID, n.Last), rec, ""); err != nil {
-			t.Fatal(err)
-		}
-	}
-	n := *r
-	n.State, n.Wave, n.SoakUntil = rollout.Soaking, 0, now.Add(time.Minute)
-	n.Last = rollout.Transition{Step: 2, Time: now, From: rollout.Running, To: rollout.Soaking, Wave: 0, Actor: "controller",
-		Reason: "wave 1 passed", Tally: &rollout.Tally{Wave: 0, Percent: 10, Expected: 3, Healthy: 2, Failed: 1}}
-	put(&n)
-	n.State, n.Wave, n.SoakUntil, n.WaveStarted, n.Published = rollout.Running, 1, time.Time{}, now, true
-	n.Sequence, n.Signed = 1, now
-	n.Desired = signedDesired(t, f, &n)
-	n.Last = rollout.Transition{Step: 3, Time: now, From: rollout.Soaking, To: rollout.Running, Wave: 1, Actor: "controller", Reason: "wave 2 opens"}
-	put(&n)
+	n := f.publishedRollout("r1")
 	// Devices of the group: all 1.1.0 and active, so those in wave 2 are healthy.
 	for i := range 20 {
 		s := device(fmt.Sprintf("pi-%02d", i))
 		s.Modules[0].Version, s.Modules[0].SHA256 = "1.1.0", ""
 		f.status(s)
 	}
-	inWave := rollout.Evaluate(&n, time.Now(), f.srv.Tracker().Devices("greenhouse")).Expected
+	inWave := rollout.Evaluate(n, time.Now(), f.srv.Tracker().Devices("greenhouse")).Expected
 	code, body := f.get("/rollouts/r1")
 	if code != 200 {
 		t.Fatalf("%d %s", code, body)
@@ -611,16 +579,6 @@ func TestRolloutPages(t *testing.T) {
 	if code, _ := f.get("/rollouts/nope"); code != http.StatusNotFound {
 		t.Errorf("an unknown rollout: %d", code)
 	}
-}
-
-// signedDesired signs n's wave content as the controller would.
-func signedDesired(t *testing.T, f *fixture, n *rollout.Rollout) []byte {
-	t.Helper()
-	env, err := signing.SignDesired(context.Background(), n.Content(n.Sequence, time.Now().Add(time.Hour)), newTestSigner(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return env
 }
 
 // TestReleaseWords: capabilities, triggers and limits in plain words.

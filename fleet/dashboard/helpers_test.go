@@ -18,7 +18,9 @@ import (
 
 	"github.com/wasmfleet/wasmfleet/fleet/controller"
 	"github.com/wasmfleet/wasmfleet/fleet/rollout"
+	"github.com/wasmfleet/wasmfleet/protocol/objects"
 	"github.com/wasmfleet/wasmfleet/protocol/report"
+	"github.com/wasmfleet/wasmfleet/signing"
 	"github.com/wasmfleet/wasmfleet/signing/keys"
 )
 
@@ -176,4 +178,51 @@ func waitFor(t testing.TB, timeout time.Duration, cond func() bool, what string)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// publishedRollout writes rollout id as the controller would have after its first wave
+// passed (2 healthy, 1 failed) and its second (50%) went out: running, published, with the
+// audit records of both transitions.
+func (f *fixture) publishedRollout(id string) *rollout.Rollout {
+	f.t.Helper()
+	ref := signing.ReleaseRef{Name: "threshold-alert", Version: "1.1.0", SHA256: strings.Repeat("ab", 32), Size: 1000}
+	prev := signing.ReleaseRef{Name: "threshold-alert", Version: "1.0.0", SHA256: strings.Repeat("cd", 32), Size: 900}
+	r, err := f.srv.Controller().Start(context.Background(), rollout.Spec{ID: id, Release: ref, Previous: &prev, Group: "greenhouse",
+		Waves: []float64{10, 50, 100}, MinDevices: 1, Actor: "test"})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	put := func(n *rollout.Rollout) {
+		key, _ := objects.RolloutKey(n.ID)
+		_, ver, err := f.store.Get(context.Background(), key)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		b, err := n.Marshal()
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		if _, err := f.store.Put(context.Background(), key, b, ver); err != nil {
+			f.t.Fatal(err)
+		}
+		rec, _ := json.Marshal(rollout.AuditRecord{Rollout: n.ID, Group: n.Group, Release: "threshold-alert@1.1.0", Transition: n.Last})
+		if _, err := f.store.Put(context.Background(), rollout.AuditKey(n.ID, n.Last), rec, ""); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	n := *r
+	n.State, n.Wave, n.SoakUntil = rollout.Soaking, 0, now.Add(time.Minute)
+	n.Last = rollout.Transition{Step: 2, Time: now, From: rollout.Running, To: rollout.Soaking, Wave: 0, Actor: "controller",
+		Reason: "wave 1 passed", Tally: &rollout.Tally{Wave: 0, Percent: 10, Expected: 3, Healthy: 2, Failed: 1}}
+	put(&n)
+	n.State, n.Wave, n.SoakUntil, n.WaveStarted, n.Published = rollout.Running, 1, time.Time{}, now, true
+	n.Sequence, n.Signed = 1, now
+	n.Desired, err = signing.SignDesired(context.Background(), n.Content(n.Sequence, now.Add(time.Hour)), newTestSigner(f.t))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	n.Last = rollout.Transition{Step: 3, Time: now, From: rollout.Soaking, To: rollout.Running, Wave: 1, Actor: "controller", Reason: "wave 2 opens"}
+	put(&n)
+	return &n
 }
