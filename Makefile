@@ -63,15 +63,19 @@ test: deps go-modules ## install test dependencies, then run every test
 	$(GO) test $(RACE) -timeout 20m $(TESTFLAGS) $$($(GO) list $(PKGS) | grep -v '/agent/sandbox')
 
 # agent/sandbox's benchmarks and their peers (plain wazero, a native build fork/exec'ed per
-# event, Node.js) write the sandbox tables of docs/BENCHMARKS.md, medians of BENCHCOUNT runs;
-# the raw output stays in bin/bench-sandbox.txt. Then every other package's benchmarks.
+# event, Node.js), then the agent end to end through Mosquitto against the broker's own rate
+# (TestEndToEndRate, E2EEVENTS readings a round), write the sandbox tables of
+# docs/BENCHMARKS.md, medians of BENCHCOUNT runs; the raw output stays in bin/bench-*.txt.
+# Then every other package's benchmarks.
 BENCHCOUNT ?= 5
+E2EEVENTS ?= 20000
 bench: deps go-modules ## run the benchmarks; the sandbox's and its peers' figures go into docs/BENCHMARKS.md
 	@mkdir -p $(BIN)
 	set -o pipefail; { echo "loadavg-before: $$(cat /proc/loadavg)"; \
 	  $(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) -timeout 60m ./agent/sandbox/; \
 	  echo "loadavg-after: $$(cat /proc/loadavg)"; } | tee $(BIN)/bench-sandbox.txt
-	$(GO) run ./agent/sandbox/internal/benchtable -doc docs/BENCHMARKS.md < $(BIN)/bench-sandbox.txt
+	set -o pipefail; $(GO) test -run '^TestEndToEndRate$$' -count 1 -v ./agent/ -e2e-events $(E2EEVENTS) -e2e-out $(CURDIR)/$(BIN)/bench-e2e.txt | grep -E 'BENCH|^(---|ok|FAIL)'
+	cat $(BIN)/bench-sandbox.txt $(BIN)/bench-e2e.txt | $(GO) run ./agent/sandbox/internal/benchtable -doc docs/BENCHMARKS.md
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 $$($(GO) list $(PKGS) | grep -v '/agent/sandbox$$')
 
 # CI runs the sandbox's benchmarks once each (-benchtime 1x, -short: Node.js runs 20 events)

@@ -178,6 +178,21 @@ func Render(res *Results, m Machine) (string, error) {
 		goal{"heap allocated per event, threshold-alert (moving-average)", "≤ 16 KiB",
 			fmt.Sprintf("%s (%s)", bytesString(v["taHeap"]), bytesString(v["maHeap"])), v["taHeap"] <= 16<<10},
 	)
+	// End to end through Mosquitto (agent's TestEndToEndRate), when it ran.
+	e2eBroker, okB := res.Median("EndToEnd/broker-pubsub", "events/s")
+	e2eAgent, okA := res.Median("EndToEnd/agent-threshold-alert", "events/s")
+	if okB && okA {
+		rss, _ := res.Median("EndToEnd/agent-threshold-alert", "rss-bytes")
+		fmt.Fprintf(&b, "\nEnd to end through a real Mosquitto on loopback (`TestEndToEndRate` in agent/, median of %d rounds of %s events each, QoS 1 both ways, at most %s in flight):\n\n",
+			res.Count("EndToEnd/agent-threshold-alert"), thousands(res.Runs["EndToEnd/agent-threshold-alert"]["iterations"][0]), "32")
+		b.WriteString("| path | events / s | ÷ broker |\n|---|---|---|\n")
+		fmt.Fprintf(&b, "| the broker's own pub→sub (a publisher, a subscriber on its topic) | %s | 1.00× |\n", thousands(e2eBroker))
+		fmt.Fprintf(&b, "| reading → wasmfleet-agent (threshold-alert) → alert → subscriber | %s | %s |\n", thousands(e2eAgent), times(e2eAgent/e2eBroker))
+		fmt.Fprintf(&b, "\nThe agent process's resident memory after the run: %s.\n", bytesString(rss))
+		goals = append(goals, goal{"end to end through Mosquitto, ÷ the broker's pub→sub rate", "≥ 70%",
+			fmt.Sprintf("%.0f%%", 100*e2eAgent/e2eBroker), e2eAgent/e2eBroker >= 0.7})
+	}
+
 	b.WriteString("\n| goal (issue 8) | target | measured | met |\n|---|---|---|---|\n")
 	for _, g := range goals {
 		met := "yes"

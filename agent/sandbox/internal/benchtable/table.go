@@ -16,7 +16,7 @@ import (
 // said about the machine.
 type Results struct {
 	// Runs holds, per benchmark (its name without "Benchmark" and the -GOMAXPROCS suffix)
-	// and unit ("ns/op", "p50-ns", ...), every value reported, in order.
+	// and unit ("ns/op", "p50-ns", ..., and "iterations"), every value reported, in order.
 	Runs    map[string]map[string][]float64
 	CPU     string // the "cpu:" line
 	GOOS    string
@@ -88,7 +88,8 @@ func (res *Results) benchmark(line string) error {
 	if name == "" {
 		return fmt.Errorf("benchmark line %q has no name", line)
 	}
-	if _, err := strconv.ParseUint(f[1], 10, 64); err != nil {
+	iters, err := strconv.ParseUint(f[1], 10, 64)
+	if err != nil {
 		return fmt.Errorf("benchmark line %q: iterations %q: %v", line, f[1], err)
 	}
 	units := res.Runs[name]
@@ -96,6 +97,7 @@ func (res *Results) benchmark(line string) error {
 		units = map[string][]float64{}
 		res.Runs[name] = units
 	}
+	units["iterations"] = append(units["iterations"], float64(iters))
 	for i := 2; i+1 < len(f); i += 2 {
 		v, err := strconv.ParseFloat(f[i], 64)
 		if err != nil || math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
