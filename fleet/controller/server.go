@@ -40,7 +40,8 @@ type Config struct {
 	Clock rollout.Clock
 	Log   zerolog.Logger
 	// NoFleet: do not keep the Fleet (the dashboard's view of the devices: a second copy
-	// of every status, and recent events), for a controller without a dashboard.
+	// of every status, and recent events), for a controller without a dashboard. A
+	// dashboard on such a server shows no devices.
 	NoFleet bool
 }
 
