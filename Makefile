@@ -61,6 +61,28 @@ test: deps go-modules ## install test dependencies, then run every test
 	$(GO) test $(RACE) -p 1 -timeout 20m $(TESTFLAGS) $(SANDBOX)
 	$(MAKE) bench-smoke
 	$(GO) test $(RACE) -timeout 20m $(TESTFLAGS) $$($(GO) list $(PKGS) | grep -v '/agent/sandbox')
+	$(MAKE) fuzz-smoke
+
+# Every fuzz target (found by scripts/fuzz.sh), FUZZTIME each. A crash fails the run and
+# leaves its input in the package's testdata/fuzz/: commit it with the fix, as a regression
+# test that plain `go test` runs.
+FUZZTIME ?= 2m
+.PHONY: fuzz fuzz-smoke soak
+fuzz: ## run every fuzz target for FUZZTIME (2m) each
+	FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
+
+fuzz-smoke: ## run every fuzz target for 2s (make test does)
+	FUZZTIME=2s bash scripts/fuzz.sh
+
+# The long forms of the reliability tests (docs/RELIABILITY.md): 200 power cuts, 20 broker
+# kills under load, 60 s of overload and a 30-minute soak with an update a minute. The whole
+# log goes to bin/soak.log; the figures are printed.
+SOAKFLAGS ?= -powercuts 200 -broker-kills 20 -overload 60s -soak 30m -soak-update 1m
+soak: deps go-modules ## the long reliability runs (~45 min): power cuts, broker kills, overload, soak
+	@mkdir -p $(BIN)
+	set -o pipefail; $(GO) test -count 1 -v -timeout 90m \
+	  -run '^(TestPowerCutDuringUpdate|TestBrokerRestartUnderLoad|TestOverload|TestSoak)$$' ./agent $(SOAKFLAGS) 2>&1 | \
+	  tee $(BIN)/soak.log | grep -E '^ +(powercut|brokerload|overload|soak)_test\.go|^ {8}|^(---|ok|FAIL|PASS|panic)'
 
 # agent/sandbox's benchmarks and their peers (plain wazero, a native build fork/exec'ed per
 # event, Node.js), then the agent end to end through Mosquitto against the broker's own rate

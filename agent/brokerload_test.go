@@ -132,7 +132,8 @@ func (p *loadPublisher) sent() []string { return append([]string(nil), p.acked..
 
 // TestBrokerRestartUnderLoad publishes QoS 1 events at 50 a second to an agent whose
 // handler (some 15 ms an event) counts, in its kv state, how often it handled each one, and
-// kills Mosquitto (SIGKILL) and starts it again three times while the stream runs. Right
+// kills Mosquitto (SIGKILL) and starts it again three times (-broker-kills; make soak: 20)
+// while the stream runs. Right
 // before each kill a burst of 30 events gives the agent a backlog of events delivered and
 // not yet acknowledged; then the publisher pauses and makes one more round trip, so that
 // every event the broker acknowledged is on its disk (see testenv.Mosquitto.Kill): a lost
@@ -144,7 +145,8 @@ func (p *loadPublisher) sent() []string { return append([]string(nil), p.acked..
 // each restart.
 func TestBrokerRestartUnderLoad(t *testing.T) {
 	const device, group = "pi-load", "load"
-	const kills, rate, burst = 3, 50, 30
+	const rate, burst = 50, 30
+	kills := *brokerKills
 	f := newFleet(t)
 	wasm := watModule(t, strings.Replace(counterWAT, "SPIN", strconv.Itoa(16_000_000), 1))
 	ref := f.publishRelease(counterManifest, wasm)

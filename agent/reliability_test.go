@@ -27,6 +27,7 @@ var (
 	powerCuts    = flag.Int("powercuts", 20, "power-cut trials in TestPowerCutDuringUpdate (make soak: 200)")
 	soakFor      = flag.Duration("soak", 20*time.Second, "how long TestSoak runs (make soak: 30m)")
 	soakEvery    = flag.Duration("soak-update", 5*time.Second, "how often TestSoak publishes a new release (make soak: 1m)")
+	brokerKills  = flag.Int("broker-kills", 3, "broker kills in TestBrokerRestartUnderLoad (make soak: 20)")
 	overloadFlag = flag.Duration("overload", 3*time.Second, "how long TestOverload overloads the agent (make soak: 60s)")
 	seedFlag     = flag.Uint64("seed", 0, "seed of the randomized reliability tests; 0 picks one, printed so a run can be repeated")
 )
