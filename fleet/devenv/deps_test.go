@@ -74,3 +74,25 @@ func filterPrefix(pkgs []string, prefix string) []string {
 	}
 	return out
 }
+
+// TestDemoBuildLeavesOutKMS: make demo builds the CLI with -tags nokms, which must leave out
+// every cloud SDK (they are most of what a cold build compiles) and keep the dev environment.
+func TestDemoBuildLeavesOutKMS(t *testing.T) {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deps := goListDeps(t, root, "-tags", "nokms", "./cmd/wasmfleet")
+	for _, p := range deps {
+		for _, b := range []string{"github.com/aws/", "cloud.google.com/", "github.com/Azure/", "github.com/hashicorp/vault/",
+			"github.com/sigstore/sigstore/pkg/signature/kms/aws", "github.com/sigstore/sigstore/pkg/signature/kms/azure",
+			"github.com/sigstore/sigstore/pkg/signature/kms/gcp", "github.com/sigstore/sigstore/pkg/signature/kms/hashivault"} {
+			if strings.HasPrefix(p, b) {
+				t.Errorf("wasmfleet built with -tags nokms links %s", p)
+			}
+		}
+	}
+	if len(filterPrefix(deps, "github.com/wasmfleet/wasmfleet/fleet/devenv")) == 0 {
+		t.Error("wasmfleet built with -tags nokms has no dev environment")
+	}
+}

@@ -15,13 +15,9 @@ import (
 
 	"github.com/sigstore/sigstore/pkg/signature"
 	sigkms "github.com/sigstore/sigstore/pkg/signature/kms"
-
-	// The providers register themselves with sigkms.
-	_ "github.com/sigstore/sigstore/pkg/signature/kms/aws"
-	_ "github.com/sigstore/sigstore/pkg/signature/kms/azure"
-	_ "github.com/sigstore/sigstore/pkg/signature/kms/gcp"
-	_ "github.com/sigstore/sigstore/pkg/signature/kms/hashivault"
 )
+
+// The providers register themselves with sigkms, in providers.go.
 
 // Schemes are the key reference prefixes this package handles.
 var Schemes = []string{"awskms://", "gcpkms://", "azurekms://", "hashivault://"}
