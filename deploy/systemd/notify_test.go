@@ -2,6 +2,7 @@ package systemd
 
 import (
 	"context"
+	"crypto"
 	"fmt"
 	"net"
 	"os"
@@ -19,11 +20,13 @@ import (
 	"github.com/wasmfleet/wasmfleet/signing/keys"
 )
 
-// trustFile writes a signed trust file with fresh keys, enough for the agent to start.
-func trustFile(t *testing.T, path string) {
+// trustFile writes a signed trust file with fresh keys, enough for the agent and the
+// controller to start, and returns the private key of its rollout role.
+func trustFile(t *testing.T, path string) (rolloutKey crypto.Signer) {
 	t.Helper()
 	tf := &signing.TrustFile{Version: 1, Expires: time.Now().Add(24 * time.Hour), Keys: map[string]signing.TrustKey{}}
 	var root signature.SignerVerifier
+	var last crypto.Signer
 	role := func() signing.Role {
 		priv, err := keys.Generate(keys.ECDSAP256)
 		if err != nil {
@@ -42,10 +45,13 @@ func trustFile(t *testing.T, path string) {
 			t.Fatal(err)
 		}
 		tf.Keys[id] = k
-		root = s
+		root, last = s, priv
 		return signing.Role{KeyIDs: []string{id}, Threshold: 1}
 	}
-	tf.Roles.Release, tf.Roles.Rollout, tf.Roles.Root = role(), role(), role()
+	tf.Roles.Release = role()
+	tf.Roles.Rollout = role()
+	rolloutKey = last
+	tf.Roles.Root = role()
 	env, err := signing.SignTrust(context.Background(), tf, root)
 	if err != nil {
 		t.Fatal(err)
@@ -53,6 +59,21 @@ func trustFile(t *testing.T, path string) {
 	if err := os.WriteFile(path, env, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return rolloutKey
+}
+
+// buildCmd builds one of the repository's commands into dir.
+func buildCmd(t *testing.T, dir, name string) string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("go not found on PATH: %v", err)
+	}
+	bin := filepath.Join(dir, name)
+	if out, err := exec.Command(goBin, "build", "-o", bin, "github.com/wasmfleet/wasmfleet/cmd/"+name).CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", name, err, out)
+	}
+	return bin
 }
 
 // TestAgentNotifies runs the wasmfleet-agent binary as systemd would start it for
@@ -62,15 +83,8 @@ func trustFile(t *testing.T, path string) {
 // SIGTERM before it exits 0. No broker or bucket is needed: the agent is ready before it
 // connects, and keeps trying.
 func TestAgentNotifies(t *testing.T) {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("go not found on PATH: %v", err)
-	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "wasmfleet-agent")
-	if out, err := exec.Command(goBin, "build", "-o", bin, "github.com/wasmfleet/wasmfleet/cmd/wasmfleet-agent").CombinedOutput(); err != nil {
-		t.Fatalf("go build wasmfleet-agent: %v\n%s", err, out)
-	}
+	bin := buildCmd(t, dir, "wasmfleet-agent")
 	trustFile(t, filepath.Join(dir, "root.json"))
 	config := filepath.Join(dir, "agent.yaml")
 	yaml := fmt.Sprintf(`device_id: pi-notify
@@ -83,7 +97,37 @@ data_dir: %q
 	if err := os.WriteFile(config, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	checkNotifies(t, dir, exec.Command(bin, "--config", config))
+}
 
+// TestServeNotifies does the same for `wasmfleet serve` as wasmfleet.service starts it: its
+// rollout key, password and the bucket's credentials from the environment (the unit's
+// EnvironmentFile), the trust file given. It is ready once keys and trust are checked and
+// the dashboard listens, before the broker answers (here: never).
+func TestServeNotifies(t *testing.T) {
+	dir := t.TempDir()
+	bin := buildCmd(t, dir, "wasmfleet")
+	key := trustFile(t, filepath.Join(dir, "root.json"))
+	pem, err := keys.MarshalPrivate(key, []byte("notify-test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "rollout.key"), pem, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "serve", "--rollout-key", filepath.Join(dir, "rollout.key"),
+		"--trust", filepath.Join(dir, "root.json"), "--http", "127.0.0.1:0")
+	cmd.Env = []string{"WASMFLEET_KEY_PASSWORD=notify-test", "WASMFLEET_S3_ENDPOINT=127.0.0.1:1",
+		"WASMFLEET_S3_BUCKET=wasmfleet", "WASMFLEET_S3_ACCESS_KEY=controller", "WASMFLEET_S3_SECRET_KEY=nothing",
+		"WASMFLEET_S3_INSECURE=true", "WASMFLEET_MQTT_BROKERS=tcp://127.0.0.1:1"}
+	checkNotifies(t, dir, cmd)
+}
+
+// checkNotifies starts cmd (whose Env holds its WASMFLEET_* settings, if any) as systemd
+// would and checks its notifications.
+func checkNotifies(t *testing.T, dir string, cmd *exec.Cmd) {
+	t.Helper()
+	name := filepath.Base(cmd.Path)
 	sock := filepath.Join(dir, "notify")
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
 	if err != nil {
@@ -108,11 +152,12 @@ data_dir: %q
 	}()
 
 	const watchdog = 400 * time.Millisecond
-	cmd := exec.Command(bin, "--config", config)
 	var out strings.Builder
 	var mu sync.Mutex
 	cmd.Stdout = writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return out.Write(p) })
 	cmd.Stderr = cmd.Stdout
+	settings := cmd.Env
+	cmd.Env = nil
 	for _, e := range os.Environ() {
 		if !strings.HasPrefix(e, "WASMFLEET_") && !strings.HasPrefix(e, "NOTIFY_SOCKET=") && !strings.HasPrefix(e, "WATCHDOG_") {
 			cmd.Env = append(cmd.Env, e)
@@ -120,6 +165,7 @@ data_dir: %q
 	}
 	// systemd sets WATCHDOG_PID to the service's pid; the test cannot know it before the
 	// start, so it leaves it unset, which sd_notify(3) also accepts.
+	cmd.Env = append(cmd.Env, settings...)
 	cmd.Env = append(cmd.Env, "NOTIFY_SOCKET="+sock, fmt.Sprintf("WATCHDOG_USEC=%d", watchdog.Microseconds()))
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
@@ -134,7 +180,7 @@ data_dir: %q
 		}
 		if t.Failed() {
 			mu.Lock()
-			t.Logf("agent output:\n%s", out.String())
+			t.Logf("%s output:\n%s", name, out.String())
 			mu.Unlock()
 		}
 	}()
@@ -148,7 +194,7 @@ data_dir: %q
 			}
 			return n
 		case err := <-exited:
-			t.Fatalf("waiting for %s: the agent exited: %v", what, err)
+			t.Fatalf("waiting for %s: %s exited: %v", what, name, err)
 		case <-time.After(10 * time.Second):
 			t.Fatalf("no %s within 10s", what)
 		}
@@ -166,7 +212,7 @@ data_dir: %q
 		}
 		// Every half interval; a gap of a whole interval is what makes systemd kill it.
 		if gap := n.at.Sub(last); i > 0 && gap >= watchdog {
-			t.Errorf("keep-alive %d came %v after the one before: systemd (WatchdogSec=%v) would have killed the agent", i, gap, watchdog)
+			t.Errorf("keep-alive %d came %v after the one before: systemd (WatchdogSec=%v) would have killed %s", i, gap, watchdog, name)
 		}
 		last = n.at
 	}
@@ -188,9 +234,9 @@ data_dir: %q
 			t.Fatalf("after SIGTERM: %v", err)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("the agent did not exit within 10s of SIGTERM")
+		t.Fatalf("%s did not exit within 10s of SIGTERM", name)
 	}
-	t.Logf("READY=1 %v after the start", ready.at.Sub(start).Round(time.Millisecond))
+	t.Logf("%s: READY=1 %v after the start", name, ready.at.Sub(start).Round(time.Millisecond))
 }
 
 type writerFunc func([]byte) (int, error)

@@ -146,6 +146,9 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while the broker was still out of reach
+		}
 		return fmt.Errorf("controller: %w", err)
 	}
 	defer client.Disconnect(250)

@@ -20,6 +20,7 @@ import (
 	"github.com/wasmfleet/wasmfleet/fleet/dashboard"
 	"github.com/wasmfleet/wasmfleet/fleet/publish"
 	"github.com/wasmfleet/wasmfleet/fleet/rollout"
+	"github.com/wasmfleet/wasmfleet/internal/sdnotify"
 	"github.com/wasmfleet/wasmfleet/protocol/report"
 	"github.com/wasmfleet/wasmfleet/signing"
 )
@@ -128,6 +129,10 @@ func serveCmd(ctx context.Context, env *Env, args []string) error {
 	}
 	log.Info().Str("id", srv.Controller().ID()).Str("bucket", store.Bucket()).Strs("brokers", mcfg.Brokers).
 		Str("rollout_keys", shortIDs(ids)).Uint64("trust_version", trust.Version()).Msg("rollout controller starting")
+	// Started, for systemd (Type=notify): keys, trust and bucket are checked and the
+	// dashboard listens; the broker may still be coming up, which Run waits out.
+	stopNotify := notifySystemd(ctx, log)
+	defer stopNotify()
 	if err := srv.Run(ctx); err != nil {
 		return opError{"serve", err}
 	}
@@ -135,6 +140,34 @@ func serveCmd(ctx context.Context, env *Env, args []string) error {
 	log.Info().Uint64("published", st.Published).Uint64("statuses", st.Feed.Statuses).Uint64("events", st.Feed.Events).
 		Uint64("malformed", st.Feed.Malformed).Msg("rollout controller stopped")
 	return nil
+}
+
+// notifySystemd tells systemd the service is ready, feeds its watchdog until the returned
+// function is called, and says STOPPING when ctx ends (SIGINT or SIGTERM). Outside systemd
+// it does nothing.
+func notifySystemd(ctx context.Context, log zerolog.Logger) (stop func()) {
+	warn := func(err error) { log.Warn().Err(err).Msg("systemd notification") }
+	if err := sdnotify.Ready(); err != nil {
+		warn(err)
+	}
+	live, cancel := context.WithCancel(ctx)
+	done := make(chan struct{}, 2)
+	go func() {
+		defer func() { done <- struct{}{} }()
+		<-live.Done()
+		if ctx.Err() != nil { // a signal, not a failed Run
+			if err := sdnotify.Stopping(); err != nil {
+				warn(err)
+			}
+		}
+	}()
+	go func() {
+		defer func() { done <- struct{}{} }()
+		if err := sdnotify.KeepAlive(live, warn); err != nil {
+			warn(err)
+		}
+	}()
+	return func() { cancel(); <-done; <-done }
 }
 
 // loadTrust reads the trust file at path, or the bucket's trust/root.json when path is "".
