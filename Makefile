@@ -6,7 +6,9 @@ PKGS := ./...
 # -race doubles the time of the sandbox tests but is worth it; CI runs it.
 RACE ?= -race
 TESTFLAGS ?=
-LDFLAGS := -s -w
+# The agent reports this in its status (and the dashboard shows it): the commit, or a tag.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X github.com/wasmfleet/wasmfleet/agent.Version=$(VERSION)
 # Nothing we build speaks HTTP/2 (S3 and the dashboard are fine on HTTP/1.1): leaving net/http's
 # bundled HTTP/2 out takes 0.5 MiB off every binary (docs/BENCHMARKS.md, Binary sizes).
 TAGS := nethttpomithttp2
