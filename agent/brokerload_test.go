@@ -140,9 +140,9 @@ func (p *loadPublisher) sent() []string { return append([]string(nil), p.acked..
 // event is the agent's.
 //
 // Every acknowledged event is handled at least once. Events handled more than once are
-// counted and reported: none are, since the agent recognises the broker's copies of events
-// it holds or has handled (redeliveries). The agent's status says it is online again after
-// each restart.
+// counted and reported: at most one per kill, since the agent recognises the broker's copies
+// of events it holds or has handled (redeliveries); without that, most of each backlog was
+// handled twice. The agent's status says it is online again after each restart.
 func TestBrokerRestartUnderLoad(t *testing.T) {
 	const device, group = "pi-load", "load"
 	const rate, burst = 50, 30
@@ -151,7 +151,11 @@ func TestBrokerRestartUnderLoad(t *testing.T) {
 	wasm := watModule(t, strings.Replace(counterWAT, "SPIN", strconv.Itoa(16_000_000), 1))
 	ref := f.publishRelease(counterManifest, wasm)
 	f.publishDesired(f.desiredDoc(group, everyone(ref, "r1")))
-	a, exited := f.startAgentWatched(f.agentConfig(device, group))
+	cfg := f.agentConfig(device, group)
+	// A queue that never fills, whatever the machine's load: drops are overload's business
+	// (TestOverload); here every event must be handled.
+	cfg.Queue.Depth = 4096
+	a, exited := f.startAgentWatched(cfg)
 	f.waitEvent(device, report.EventActivated, "1.0.0")
 	bucket, err := a.kv.Bucket("counter")
 	if err != nil {
@@ -232,7 +236,9 @@ func TestBrokerRestartUnderLoad(t *testing.T) {
 	}
 	waitFor(t, 30*time.Second, func() bool { return len(missing()) == 0 }, func() string {
 		m := missing()
-		return fmt.Sprintf("every acknowledged event handled; %d of %d missing: %v", len(m), len(sent), m[:min(len(m), 20)])
+		s := a.Status()
+		st, _ := moduleStatus(&s, "counter")
+		return fmt.Sprintf("every acknowledged event handled; %d of %d missing: %v; module status %+v", len(m), len(sent), m[:min(len(m), 20)], st)
 	})
 	// Let redelivered copies work through before counting them.
 	a.mu.Lock()
@@ -273,8 +279,12 @@ func TestBrokerRestartUnderLoad(t *testing.T) {
 	if m.Failures != 0 || m.Dropped != 0 {
 		t.Errorf("module status %+v: want no failures and no drops at this rate", m)
 	}
-	if twice > 0 {
-		t.Errorf("%d events handled more than once: the broker's copies of events the agent held were handled again: %v", twice, dups)
+	// A broker killed with SIGKILL may not have saved that it had sent a message (it saves
+	// after the fact); after the restart it sends it again as a new message (no DUP flag),
+	// which the agent cannot tell from a new one and handles again. That costs at most a
+	// few per kill; the copies marked DUP (most of them) must all be recognised.
+	if twice > kills {
+		t.Errorf("%d events handled more than once in %d kills: the broker's copies of events the agent held were handled again: %v", twice, kills, dups)
 	}
 	if int(m.Invocations) != total {
 		t.Errorf("%d invocations, but the kv counts add up to %d", m.Invocations, total)

@@ -454,7 +454,7 @@ func (a *Agent) fetchModule(ctx context.Context, log zerolog.Logger, ref signing
 	if err != nil {
 		return true, err
 	}
-	for {
+	for fresh := false; ; fresh = true {
 		path, _, err := a.store.Partial(rel.SHA256)
 		if err != nil {
 			return false, err
@@ -485,7 +485,7 @@ func (a *Agent) fetchModule(ctx context.Context, log zerolog.Logger, ref signing
 		if err := a.store.DropPartial(rel.SHA256); err != nil {
 			return false, fmt.Errorf("verify module: %w (and removing the download: %v)", verr, err)
 		}
-		if stats.Existing == 0 {
+		if stats.Existing == 0 || fresh {
 			return true, fmt.Errorf("verify module: %w", verr)
 		}
 		log.Warn().Err(verr).Int64("kept", stats.Existing).Msg("a resumed download does not verify; fetching the module again from the start")
