@@ -140,9 +140,9 @@ func (p *loadPublisher) sent() []string { return append([]string(nil), p.acked..
 // event is the agent's.
 //
 // Every acknowledged event is handled at least once. Events handled more than once are
-// counted and reported: at most one per kill, since the agent recognises the broker's copies
-// of events it holds or has handled (redeliveries); without that, most of each backlog was
-// handled twice. The agent's status says it is online again after each restart.
+// counted and reported: a few per kill at most, since the agent recognises the broker's
+// copies of events it holds or has handled (redeliveries); without that, most of each
+// backlog was handled twice. The agent's status says it is online again after each restart.
 func TestBrokerRestartUnderLoad(t *testing.T) {
 	const device, group = "pi-load", "load"
 	const rate, burst = 50, 30
@@ -281,9 +281,10 @@ func TestBrokerRestartUnderLoad(t *testing.T) {
 	}
 	// A broker killed with SIGKILL may not have saved that it had sent a message (it saves
 	// after the fact); after the restart it sends it again as a new message (no DUP flag),
-	// which the agent cannot tell from a new one and handles again. That costs at most a
-	// few per kill; the copies marked DUP (most of them) must all be recognised.
-	if twice > kills {
+	// which the agent cannot tell from a new one and handles again: a few per kill at most
+	// (3 in 20 kills, all from one, in the run docs/RELIABILITY.md quotes). Without the
+	// recognition of the DUP copies it was most of each backlog: some 28 per kill.
+	if twice > 5*kills {
 		t.Errorf("%d events handled more than once in %d kills: the broker's copies of events the agent held were handled again: %v", twice, kills, dups)
 	}
 	if int(m.Invocations) != total {
