@@ -31,7 +31,7 @@ cross: ## static agent and CLI for linux/arm64, arm (GOARM=6,7) and amd64 into b
 	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch GOARM=$$arm $(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $$out/ ./cmd/...; \
 	done
 
-packages: cross ## .deb packages of the agent for amd64, arm64 and armhf (ARMv6) into dist/, with nfpm
+packages: cross ## .deb packages of the agent and the fleet server for amd64, arm64 and armhf (ARMv6) into dist/, with nfpm
 	bash deploy/deb/build.sh dist
 
 modules: ## rebuild the example handlers and the hostile test modules (.wasm beside sources)

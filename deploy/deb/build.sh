@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Builds the wasmfleet-agent .deb for amd64, arm64 and armhf with nfpm (make packages).
+# Builds the .debs of the agent (wasmfleet-agent) and of the fleet CLI and server (wasmfleet)
+# for amd64, arm64 and armhf with nfpm (make packages).
 #
 #   bash deploy/deb/build.sh [OUT]     # into OUT (default dist/), from the repository's root
 #
 # It packages the static binaries `make cross` leaves in $BIN (default bin/):
 #   amd64 <- linux-amd64, arm64 <- linux-arm64, armhf <- linux-armv6 (GOARM=6).
+# Both packages run as the system user wasmfleet and share /etc/wasmfleet; either may be
+# installed alone, or both on one host (install_test.go does both).
 # armhf is the ARMv6 build, not ARMv7: Raspberry Pi OS's armhf is built for ARMv6 with
 # VFPv2 so that it runs on the Pi Zero and Pi 1, and its users install armhf packages on
 # those too. A GOARM=6 binary runs on every ARMv7 and ARMv8 (32-bit) board as well, and the
@@ -37,8 +40,10 @@ mkdir -p "$out"
 for pair in amd64:linux-amd64 arm64:linux-arm64 armhf:linux-armv6; do
   arch=${pair%%:*}
   dir=$bin/${pair#*:}
-  [ -x "$dir/wasmfleet-agent" ] || die "$dir/wasmfleet-agent not found: run make cross first"
-  DEB_ARCH=$arch BIN=$dir "$nfpm" package --packager deb --config deploy/deb/wasmfleet-agent.yaml \
-    --target "$out/wasmfleet-agent_${VERSION}_${arch}.deb" >/dev/null
-  echo "$out/wasmfleet-agent_${VERSION}_${arch}.deb"
+  for pkg in wasmfleet-agent wasmfleet; do
+    [ -x "$dir/$pkg" ] || die "$dir/$pkg not found: run make cross first"
+    DEB_ARCH=$arch BIN=$dir "$nfpm" package --packager deb --config "deploy/deb/$pkg.yaml" \
+      --target "$out/${pkg}_${VERSION}_${arch}.deb" >/dev/null
+    echo "$out/${pkg}_${VERSION}_${arch}.deb"
+  done
 done
