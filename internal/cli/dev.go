@@ -32,8 +32,9 @@ controller, the dashboard and --agents device agents, with dev keys and a trust 
 the first run. Then it publishes the example handlers, signed with the dev release key, rolls
 each out to the agents in waves, and sends sample sensor events. Everything is kept in --dir:
 run it again there and it carries on (same keys, bucket, agents and, when free, ports).
-It writes --dir/env, which wasmfleet publish, rollout, releases and devices use when run in
-the same directory without S3 or MQTT flags. Ctrl-C stops it.`
+It writes DIR/env: beside the default .wasmfleet-dev, wasmfleet publish, rollout, releases and
+devices use it when given no S3 or MQTT flags; with another --dir, '. DIR/env' in a shell
+gives them the same settings. Ctrl-C stops it.`
 
 func devCmd(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "dev", devSynopsis)
@@ -150,7 +151,12 @@ func printDevInfo(w io.Writer, i devenv.Info, forDur time.Duration) {
 		i.S3Endpoint, i.Bucket, i.S3AccessKey, i.S3SecretKey)
 	fmt.Fprintf(w, "  keys       %s, %s, %s (password in %s); trust file %s\n",
 		shortPath(i.RootKey), shortPath(i.ReleaseKey), shortPath(i.RolloutKey), shortPath(i.PasswordFile), shortPath(i.Trust))
-	fmt.Fprintf(w, "  env        %s: wasmfleet publish, rollout, releases and devices use it when run here\n\n", shortPath(i.EnvFile))
+	if abs, err := filepath.Abs(devenv.DefaultDir); err == nil && abs == i.Dir {
+		fmt.Fprintf(w, "  env        %s: wasmfleet publish, rollout, releases and devices use it when run here\n\n", shortPath(i.EnvFile))
+	} else {
+		fmt.Fprintf(w, "  env        %s: '. %s' in a shell gives wasmfleet publish, rollout, releases and devices its settings\n\n",
+			shortPath(i.EnvFile), shortPath(i.EnvFile))
+	}
 	host, port, _ := net.SplitHostPort(strings.TrimPrefix(i.Broker, "tcp://"))
 	fmt.Fprintln(w, "try:")
 	fmt.Fprintf(w, "  mosquitto_sub -h %s -p %s -u %s -P %s -v -t 'alerts/#' -t 'averages/#' -t 'converted/#' -t 'echo/#'\n",
