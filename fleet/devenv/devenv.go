@@ -259,34 +259,30 @@ func (e *Env) Start(ctx context.Context) error {
 	return nil
 }
 
-func (e *Env) start(ctx context.Context) error {
+func (e *Env) start(ctx context.Context) (err error) {
 	p := e.prev
 	if p == nil {
 		p = &EnvFile{}
 	}
-	s3ln, err := e.listen("s3", e.cfg.S3Addr, p.S3Endpoint)
-	if err != nil {
+	// Listeners not yet handed to a server are closed if starting fails.
+	var s3ln, mqln, httpln net.Listener
+	defer func() {
+		if err != nil {
+			for _, ln := range []net.Listener{s3ln, mqln, httpln} {
+				if ln != nil {
+					ln.Close()
+				}
+			}
+		}
+	}()
+	if s3ln, err = e.listen("s3", e.cfg.S3Addr, p.S3Endpoint); err != nil {
 		return err
 	}
-	mqln, err := e.listen("mqtt", e.cfg.MQTTAddr, hostOfURL(p.MQTTBrokers))
-	if err != nil {
-		s3ln.Close()
+	if mqln, err = e.listen("mqtt", e.cfg.MQTTAddr, hostOfURL(p.MQTTBrokers)); err != nil {
 		return err
 	}
-	httpln, err := e.listen("dashboard", e.cfg.HTTPAddr, hostOfURL(p.Dashboard))
-	if err != nil {
-		s3ln.Close()
-		mqln.Close()
+	if httpln, err = e.listen("dashboard", e.cfg.HTTPAddr, hostOfURL(p.Dashboard)); err != nil {
 		return err
-	}
-	if e.store, err = startStore(s3ln, filepath.Join(e.dir, "s3.db"), e.cfg.Bucket, e.log); err != nil {
-		mqln.Close()
-		httpln.Close()
-		return fmt.Errorf("devenv: %w", err)
-	}
-	if e.broker, err = startBroker(mqln, MQTTUsername, e.info.MQTTPassword, filepath.Join(e.dir, "retained.json"), e.log); err != nil {
-		httpln.Close()
-		return fmt.Errorf("devenv: %w", err)
 	}
 	e.mu.Lock()
 	e.info.S3Endpoint = advertised(s3ln.Addr())
@@ -295,22 +291,27 @@ func (e *Env) start(ctx context.Context) error {
 	e.mu.Unlock()
 	info := e.Info()
 
+	if e.store, err = startStore(s3ln, filepath.Join(e.dir, "s3.db"), e.cfg.Bucket, e.log); err != nil {
+		return fmt.Errorf("devenv: %w", err)
+	}
+	s3ln = nil
+	if e.broker, err = startBroker(mqln, MQTTUsername, info.MQTTPassword, filepath.Join(e.dir, "retained.json"), e.log); err != nil {
+		return fmt.Errorf("devenv: %w", err)
+	}
+	mqln = nil
+
 	pcfg := publish.Config{Endpoint: info.S3Endpoint, Bucket: info.Bucket, Region: info.Region,
 		AccessKey: info.S3AccessKey, SecretKey: info.S3SecretKey, Insecure: true}
 	if e.bucket, err = publish.Open(pcfg, e.log); err != nil {
-		httpln.Close()
 		return fmt.Errorf("devenv: %w", err)
 	}
 	if e.ctlStore, err = controller.OpenStore(pcfg); err != nil {
-		httpln.Close()
 		return fmt.Errorf("devenv: %w", err)
 	}
 	if _, err := e.bucket.PublishTrust(ctx, e.keys.trust); err != nil {
-		httpln.Close()
 		return fmt.Errorf("devenv: upload the trust file: %w", err)
 	}
 	if err := e.writeFiles(info); err != nil {
-		httpln.Close()
 		return fmt.Errorf("devenv: %w", err)
 	}
 
@@ -326,7 +327,6 @@ func (e *Env) start(ctx context.Context) error {
 		Log:     e.log.With().Str("part", "controller").Logger(),
 	})
 	if err != nil {
-		httpln.Close()
 		return fmt.Errorf("devenv: %w", err)
 	}
 	e.ctlDone = make(chan error, 1)
@@ -335,7 +335,6 @@ func (e *Env) start(ctx context.Context) error {
 	var h http.Handler
 	if e.cfg.Dashboard != nil {
 		if h, err = e.cfg.Dashboard(e.srv, e.bucket); err != nil {
-			httpln.Close()
 			return fmt.Errorf("devenv: dashboard: %w", err)
 		}
 	} else {
@@ -343,7 +342,8 @@ func (e *Env) start(ctx context.Context) error {
 	}
 	e.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	e.httpErr = make(chan error, 1)
-	go func() { e.httpErr <- e.http.Serve(httpln) }()
+	go func(ln net.Listener) { e.httpErr <- e.http.Serve(ln) }(httpln)
+	httpln = nil
 
 	for _, id := range info.Devices {
 		a, err := e.startAgent(runCtx, id, info)

@@ -25,9 +25,12 @@ import (
 const (
 	maxRetainedFile     = 64 << 20
 	maxRetainedMessages = 100_000
-	maxTopicLen         = 65535
-	retainedVersion     = 1
-	retainedFlushDelay  = 200 * time.Millisecond
+	// maxRetainedPayload bounds the payload bytes kept, so that the file (payloads in
+	// base64: 4/3 as long) stays under maxRetainedFile and the next start can read it.
+	maxRetainedPayload = 40 << 20
+	maxTopicLen        = 65535
+	retainedVersion    = 1
+	retainedFlushDelay = 200 * time.Millisecond
 )
 
 // retainedMsg is one retained message as the file keeps it.
@@ -121,18 +124,24 @@ type retainedHook struct {
 	path string
 	log  zerolog.Logger
 
-	mu      sync.Mutex
-	msgs    map[string]retainedMsg
-	dirty   bool
-	stopped bool
-	writes  int
-	kick    chan struct{}
-	done    chan struct{}
+	mu    sync.Mutex
+	msgs  map[string]retainedMsg
+	bytes int  // payload bytes in msgs
+	full  bool // a message was not kept for want of room (logged once)
+	// maxMessages and maxPayload bound what is kept: maxRetainedMessages and
+	// maxRetainedPayload (tests make them smaller).
+	maxMessages, maxPayload int
+	dirty                   bool
+	stopped                 bool
+	writes                  int
+	kick                    chan struct{}
+	done                    chan struct{}
 }
 
 // openRetained reads the file at path (none: no retained messages) and starts the writer.
 func openRetained(path string, log zerolog.Logger) (*retainedHook, error) {
 	h := &retainedHook{path: path, log: log, msgs: map[string]retainedMsg{},
+		maxMessages: maxRetainedMessages, maxPayload: maxRetainedPayload,
 		kick: make(chan struct{}, 1), done: make(chan struct{})}
 	b, err := os.ReadFile(path)
 	switch {
@@ -146,6 +155,7 @@ func openRetained(path string, log zerolog.Logger) (*retainedHook, error) {
 		}
 		for _, m := range msgs {
 			h.msgs[m.Topic] = m
+			h.bytes += len(m.Payload)
 		}
 	}
 	go h.writer()
@@ -181,11 +191,35 @@ func (h *retainedHook) OnRetainMessage(_ *mqtt.Client, pk packets.Packet, r int6
 	if h.stopped {
 		return
 	}
+	old, had := h.msgs[pk.TopicName]
 	switch r {
 	case 1:
+		n, size := len(h.msgs), h.bytes-len(old.Payload)+len(pk.Payload)
+		if !had {
+			n++
+		}
+		if n > h.maxMessages || size > h.maxPayload {
+			// The broker still holds it; only the next run will not have it.
+			if !h.full {
+				h.full = true
+				h.log.Warn().Str("topic", truncate(pk.TopicName, 100)).Int("messages", len(h.msgs)).Int("bytes", h.bytes).
+					Msg("too many retained messages to keep for the next run; this and further ones are not kept")
+			}
+			if had { // what the file would keep is out of date: drop it
+				delete(h.msgs, pk.TopicName)
+				h.bytes -= len(old.Payload)
+				h.markDirty()
+			}
+			return
+		}
 		h.msgs[pk.TopicName] = retainedMsg{Topic: pk.TopicName, Payload: slices.Clone(pk.Payload), QoS: pk.FixedHeader.Qos, Created: pk.Created}
+		h.bytes = size
 	case -1:
+		if !had {
+			return
+		}
 		delete(h.msgs, pk.TopicName)
+		h.bytes -= len(old.Payload)
 	default:
 		return
 	}
@@ -196,8 +230,9 @@ func (h *retainedHook) OnRetainMessage(_ *mqtt.Client, pk packets.Packet, r int6
 func (h *retainedHook) OnRetainedExpired(topic string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if _, ok := h.msgs[topic]; ok && !h.stopped {
+	if old, ok := h.msgs[topic]; ok && !h.stopped {
 		delete(h.msgs, topic)
+		h.bytes -= len(old.Payload)
 		h.markDirty()
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/rs/zerolog"
 )
 
@@ -197,5 +198,44 @@ func TestBrokerKeepsRetainedMessages(t *testing.T) {
 			t.Fatalf("timed out; got %v", snapshot)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestRetainedHookKeepsWhatTheNextRunCanRead: beyond its bounds the hook keeps no more
+// messages (the broker still has them), so that the file always parses; a message that
+// grows past the bound is dropped from the file rather than kept at an old value.
+func TestRetainedHookKeepsWhatTheNextRunCanRead(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "retained.json")
+	h, err := openRetained(path, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.maxMessages, h.maxPayload = 2, 10
+	pub := func(topic, payload string, r int64) {
+		h.OnRetainMessage(nil, packets.Packet{TopicName: topic, Payload: []byte(payload), FixedHeader: packets.FixedHeader{Retain: true, Qos: 1}}, r)
+	}
+	pub("a", "1234", 1)
+	pub("b", "1234", 1)
+	pub("c", "1", 1)         // a third message: not kept
+	pub("a", "123456789", 1) // 13 bytes in all: a is dropped
+	pub("b", "", -1)         // deleted
+	pub("d", "12", 1)        // room again
+	if err := h.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := parseRetained(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range msgs {
+		got = append(got, m.Topic+"="+string(m.Payload))
+	}
+	if want := []string{"d=12"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("kept %v, want %v", got, want)
 	}
 }

@@ -45,8 +45,11 @@ func (p *statusPage) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ROLLOUT\tRELEASE\tGROUP\tSTATE\tWAVE")
 	for _, r := range all {
-		fmt.Fprintf(tw, "%s\t%s %s\t%s\t%s\t%d of %d (%g%%)\n", r.ID, r.Release.Name, r.Release.Version, r.Group, r.State,
-			r.Wave+1, len(r.Waves), r.Waves[min(r.Wave, len(r.Waves)-1)])
+		wave := "-"
+		if r.Wave >= 0 && r.Wave < len(r.Waves) {
+			wave = fmt.Sprintf("%d of %d (%g%%)", r.Wave+1, len(r.Waves), r.Waves[r.Wave])
+		}
+		fmt.Fprintf(tw, "%s\t%s %s\t%s\t%s\t%s\n", r.ID, r.Release.Name, r.Release.Version, r.Group, r.State, wave)
 	}
 	tw.Flush()
 	devs := p.srv.Tracker().Devices(p.group)
