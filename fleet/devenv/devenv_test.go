@@ -14,10 +14,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -309,9 +311,9 @@ func clearFleetEnv(t *testing.T) {
 // installed on them by rollouts that advance wave by wave; sample events make the handlers
 // publish; Debian's mosquitto_sub sees that traffic; the CLI, run beside the directory
 // without flags, signs with the dev keys, publishes to the embedded S3, rolls out and lists
-// devices through the dev environment; a second run in the same directory reuses the keys,
-// the bucket and the agents' modules and converges without publishing or rolling out
-// anything.
+// devices through the dev environment; a real wasmfleet-agent process joins with the
+// agent.yaml it writes; a second run in the same directory reuses the keys, the bucket and
+// the agents' modules and converges without publishing or rolling out anything.
 func TestDevEnvironment(t *testing.T) {
 	clearFleetEnv(t)
 	base := t.TempDir()
@@ -474,6 +476,38 @@ func TestDevEnvironment(t *testing.T) {
 			if !strings.Contains(out, d) || !strings.Contains(out, "echo@1.0.1") {
 				t.Errorf("devices:\n%s", out)
 			}
+		}
+	})
+
+	t.Run("a real wasmfleet-agent joins with agent.yaml", func(t *testing.T) {
+		bin := filepath.Join(t.TempDir(), "wasmfleet-agent")
+		build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, "./cmd/wasmfleet-agent")
+		build.Dir = filepath.Join("..", "..")
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("go build: %v\n%s", err, out)
+		}
+		var out bytes.Buffer
+		cmd := exec.Command(bin, "--config", info.AgentConfig, "--device-id", "ext-1", "--data-dir", filepath.Join(t.TempDir(), "ext-1"))
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		since := time.Now()
+		waitFor(t, 60*time.Second, func() bool { return obs.runs(t, "ext-1", since, want) },
+			func() string {
+				return fmt.Sprintf("ext-1 to run %v; last status %s", want, obs.last(report.Topics{}.Status("ext-1")))
+			})
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Errorf("wasmfleet-agent: %v\n%s", err, out.String())
+			}
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+			t.Fatalf("wasmfleet-agent did not stop on SIGTERM\n%s", out.String())
 		}
 	})
 
