@@ -7,8 +7,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -337,6 +339,37 @@ func TestDownloadMaxAttemptsCountsFruitlessOnly(t *testing.T) {
 	}
 	if st.Attempts != 6 {
 		t.Errorf("%d attempts, want 6", st.Attempts)
+	}
+}
+
+// A server that ignores ranges and always breaks off before the bytes kept: each answer
+// brings bytes but the file never grows, which is no progress; Download gives up after
+// MaxAttempts instead of asking again for ever (found by FuzzResponse).
+func TestDownloadIgnoredRangeCutShortIsNoProgress(t *testing.T) {
+	obj := randomBytes(t, 10_000)
+	cutWhole := func(w http.ResponseWriter, r *http.Request, obj []byte, _ int64) {
+		w.Header().Set("Content-Length", strconv.Itoa(len(obj)))
+		w.WriteHeader(http.StatusOK)
+		w.Write(obj[:4000])
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	}
+	plan := make([]behaviour, 20)
+	for i := range plan {
+		plan[i] = cutWhole
+	}
+	s := newFakeS3(t, obj, plan...)
+	f := newTestFetcher(t, s.srv.URL, func(c *Config) { c.Retry.MaxAttempts = 3 })
+	dst := dstPath(t)
+	if err := os.WriteFile(dst, obj[:6000], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st, err := f.Download(t.Context(), "obj", dst, int64(len(obj)))
+	if err == nil || !strings.Contains(err.Error(), "giving up after 3 attempts") {
+		t.Fatalf("error %v, want giving up after 3 attempts", err)
+	}
+	if st.Attempts != 3 {
+		t.Errorf("%d attempts, want 3", st.Attempts)
 	}
 }
 

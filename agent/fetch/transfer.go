@@ -158,11 +158,16 @@ func (d *download) reset() error {
 	return nil
 }
 
-// attempt sends one GET for the missing bytes and appends what arrives.
+// attempt sends one GET for the missing bytes and appends what arrives. It reports progress
+// when the file holds more good bytes than before it: bytes that only replace what a server
+// that ignores ranges made it throw away are not progress, or a server that always cuts its
+// answer short of what was kept would be asked again and again, for ever.
 func (d *download) attempt(ctx context.Context) (progress bool, err error) {
 	if d.have == d.size {
 		return false, nil
 	}
+	before := d.have
+	defer func() { progress = d.have > before }()
 	d.st.Attempts++
 	if d.have > 0 {
 		d.st.Resumes++
