@@ -266,7 +266,7 @@ func Arch() string {
 	return runtime.GOARCH
 }
 
-// fetchAttempts is how many attempts in a row that bring nothing one fetch makes (some 2 to
+// fetchAttempts is how many attempts in a row without progress one fetch makes (some 2 to
 // 3 s of backoff) before the install fails and is reported: a bucket that is away shows in
 // the status as a failure, which the updater retries with its own, longer backoff
 // (retryMin to retryMax), resuming the download.

@@ -9,8 +9,8 @@
 //
 // Every network call runs under the caller's context, a transfer that stops sending is cut
 // by a read-idle timeout, and interrupted transfers are retried with jittered exponential
-// backoff until the context ends or RetryPolicy.MaxAttempts attempts in a row brought
-// nothing. Errors that another try cannot fix (no such key, access
+// backoff until the context ends or RetryPolicy.MaxAttempts attempts in a row made no
+// progress. Errors that another try cannot fix (no such key, access
 // denied, an object of the wrong size) come back at once as typed errors.
 package fetch
 

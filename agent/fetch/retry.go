@@ -20,9 +20,9 @@ type RetryPolicy struct {
 	Max time.Duration
 	// Multiplier grows the wait after each failure in a row. Default 2; at least 1.
 	Multiplier float64
-	// MaxAttempts gives up after so many attempts in a row that brought no bytes (an
-	// attempt that brings some starts the count again, so a link that drops every few
-	// megabytes still finishes); 0 tries until the context ends.
+	// MaxAttempts gives up after so many attempts in a row without progress (an attempt
+	// that adds bytes to the download starts the count again, so a link that drops every
+	// few megabytes still finishes); 0 tries until the context ends.
 	MaxAttempts int
 }
 
@@ -153,7 +153,7 @@ func (f *Fetcher) retry(ctx context.Context, what, key string, attempt func(cont
 			fruitless++
 		}
 		if p.MaxAttempts > 0 && fruitless >= p.MaxAttempts {
-			return fmt.Errorf("%s %s: giving up after %d attempts in a row without a byte: %w", what, key, fruitless, err)
+			return fmt.Errorf("%s %s: giving up after %d attempts in a row without progress: %w", what, key, fruitless, err)
 		}
 		d := p.Delay(failures, f.random())
 		failures++
