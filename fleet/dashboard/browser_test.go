@@ -540,10 +540,21 @@ func waitRun(t *testing.T, srv *controller.Server, devices []string, version str
 
 func auditRecord(t *testing.T, w *fleetenv.World, id string, step uint64) rollout.AuditRecord {
 	t.Helper()
-	keys, err := w.Store.List(context.Background(), objects.AuditPrefix)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The record follows the document of its transition by a write: wait for it.
+	var keys []string
+	fleetenv.WaitFor(t, 10*time.Second, func() bool {
+		all, err := w.Store.List(context.Background(), objects.AuditPrefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = all
+		for _, k := range all {
+			if rid, s, err := rollout.ParseAuditKey(k); err == nil && rid == id && s == step {
+				return true
+			}
+		}
+		return false
+	}, func() string { return fmt.Sprintf("the audit record of step %d of %s", step, id) })
 	for _, k := range keys {
 		rid, s, err := rollout.ParseAuditKey(k)
 		if err != nil || rid != id || s != step {

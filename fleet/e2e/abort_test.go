@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -100,6 +101,9 @@ func TestRolloutAborts(t *testing.T) {
 	if strings.Join(seen, ",") != "wave 1,revert" {
 		t.Fatalf("desired states of the rollout: %v", seen)
 	}
+	// An audit record follows the document of its transition: wait for the abort's.
+	waitFor(t, 10*time.Second, func() bool { return len(w.auditSteps(id)) >= 2 },
+		func() string { return fmt.Sprintf("audit records of %s: %v", id, w.auditSteps(id)) })
 	if steps := w.auditSteps(id); len(steps) != 2 || steps[0] != 1 || steps[1] != 2 {
 		t.Fatalf("audit steps %v; want the start and the abort", steps)
 	}

@@ -154,6 +154,10 @@ func TestControllerRestart(t *testing.T) {
 			cfgB.Lease = 3 * time.Second
 			_, stopB := w.runController(cfgB)
 			r := w.waitState(id, rollout.Completed, 45*time.Second)
+			// The audit record of a transition is written after the document that makes it
+			// (drive): wait for the last one before stopping B, or the stop may beat it.
+			waitFor(t, 10*time.Second, func() bool { return len(w.auditSteps(id)) >= 7 },
+				func() string { return fmt.Sprintf("audit records of %s: %v", id, w.auditSteps(id)) })
 			stopB()
 			w.waitAllRun(devices, "threshold-alert", version, 10*time.Second)
 

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -98,6 +99,9 @@ func TestRolloutConverges(t *testing.T) {
 	if !slices.Equal(percents, waves) || !slices.IsSorted(seqs) {
 		t.Fatalf("desired states of the rollout: percents %v, sequences %v; want one per wave %v", percents, seqs, waves)
 	}
+	// An audit record follows the document of its transition: wait for the last.
+	waitFor(t, 10*time.Second, func() bool { return len(w.auditSteps(id)) >= 7 },
+		func() string { return fmt.Sprintf("audit records of %s: %v", id, w.auditSteps(id)) })
 	if got := w.auditSteps(id); !slices.Equal(got, []uint64{1, 2, 3, 4, 5, 6, 7}) {
 		t.Fatalf("audit records of %s: steps %v", id, got)
 	}
