@@ -16,6 +16,7 @@ cd "$(dirname "$0")/.."
 # whole CLI.
 echo "demo: building bin/wasmfleet (without the cloud KMS providers; make build has them) and the Go example handler ($(go version | cut -d' ' -f3))" >&2
 mkdir -p bin
-CGO_ENABLED=0 go build -trimpath -tags nokms -o bin/wasmfleet ./cmd/wasmfleet
+version=$(git describe --tags --always --dirty 2>/dev/null || echo dev)
+CGO_ENABLED=0 go build -trimpath -tags nokms -ldflags "-X github.com/wasmfleet/wasmfleet/agent.Version=$version" -o bin/wasmfleet ./cmd/wasmfleet
 bash modules/build-go.sh
 exec bin/wasmfleet dev "$@"
