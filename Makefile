@@ -80,7 +80,7 @@ fuzz-smoke: ## run every fuzz target for 2s (make test does)
 # kills under load, 60 s of overload and a 30-minute soak with an update a minute. The whole
 # log goes to bin/soak.log; the figures are printed.
 SOAKFLAGS ?= -powercuts 200 -broker-kills 20 -overload 60s -soak 30m -soak-update 1m
-soak: deps go-modules ## the long reliability runs (~45 min): power cuts, broker kills, overload, soak
+soak: deps go-modules ## the long reliability runs (~40 min): power cuts, broker kills, overload, soak
 	@mkdir -p $(BIN)
 	set -o pipefail; $(GO) test -count 1 -v -timeout 90m \
 	  -run '^(TestPowerCutDuringUpdate|TestBrokerRestartUnderLoad|TestOverload|TestSoak)$$' ./agent $(SOAKFLAGS) 2>&1 | \
