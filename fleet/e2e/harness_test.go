@@ -395,8 +395,16 @@ func (w *world) seed(ctl *rollout.Controller, id, group string, ref signing.Rele
 	w.waitState(id, rollout.Completed, 15*time.Second)
 }
 
-// sensors publishes a reading for each device every 100ms until stop.
+// sensors publishes a reading for each device every 100ms until stop (or the test's end).
 func (w *world) sensors(devices []string) (stop func()) {
+	stop = publishReadings(w.obs, 1, devices)
+	w.t.Cleanup(stop)
+	return stop
+}
+
+// publishReadings publishes a reading over the threshold for each device through c every
+// 100ms until stop.
+func publishReadings(c mqtt.Client, qos byte, devices []string) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -405,7 +413,7 @@ func (w *world) sensors(devices []string) (stop func()) {
 		defer t.Stop()
 		for {
 			for _, d := range devices {
-				w.obs.Publish("sensors/"+d+"/temperature", 1, false, []byte(`{"value": 35}`))
+				c.Publish("sensors/"+d+"/temperature", qos, false, []byte(`{"value": 35}`))
 			}
 			select {
 			case <-ctx.Done():
@@ -415,9 +423,7 @@ func (w *world) sensors(devices []string) (stop func()) {
 		}
 	}()
 	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); <-done }) }
-	w.t.Cleanup(stop)
-	return stop
+	return func() { once.Do(func() { cancel(); <-done }) }
 }
 
 // waitFor polls cond until it holds or timeout passes.

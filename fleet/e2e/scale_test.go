@@ -21,6 +21,7 @@ import (
 
 	"github.com/wasmfleet/wasmfleet/fleet/controller"
 	"github.com/wasmfleet/wasmfleet/fleet/rollout"
+	"github.com/wasmfleet/wasmfleet/internal/testenv"
 	"github.com/wasmfleet/wasmfleet/protocol/report"
 	"github.com/wasmfleet/wasmfleet/protocol/wave"
 	"github.com/wasmfleet/wasmfleet/signing"
@@ -65,8 +66,8 @@ func TestScale(t *testing.T) {
 	bad := w.publishRelease(manifest, trapWasm(t))
 
 	obs := newScaleObserver(t, w)
-	agentsS3 := startS3Counter(t, w.s3.Endpoint())
-	ctlS3 := startS3Counter(t, w.s3.Endpoint())
+	agentsS3 := testenv.StartProxy(t, w.s3.Endpoint())
+	ctlS3 := testenv.StartProxy(t, w.s3.Endpoint())
 
 	// The fleet.
 	var before runtime.MemStats
@@ -250,7 +251,7 @@ func waveTimes(t *testing.T, w *world, id string) string {
 // snapshot is every counter at one moment.
 type snapshot struct {
 	obs                obsCounts
-	agentsS3, ctlS3    counts
+	agentsS3, ctlS3    testenv.ProxyTotals
 	ctlCPU             time.Duration
 	ctlRSS, ctlPeakRSS int64
 	ctlAnon            int64 // heap and stacks; the rest of the RSS is the mapped binary
@@ -258,17 +259,23 @@ type snapshot struct {
 	ctlLiveMB          int   // the largest live heap after a collection since the earlier snapshot
 }
 
-func snapshotAll(t *testing.T, o *scaleObserver, a, c *s3Counter, ctl *serveProcess) snapshot {
+func snapshotAll(t *testing.T, o *scaleObserver, a, c *testenv.Proxy, ctl *serveProcess) snapshot {
 	t.Helper()
-	return snapshot{obs: o.counts(), agentsS3: a.snapshot(), ctlS3: c.snapshot(),
+	return snapshot{obs: o.counts(), agentsS3: a.Totals(), ctlS3: c.Totals(),
 		ctlCPU: cpuTime(t, ctl.pid()), ctlRSS: rssKiB(t, ctl.pid()), ctlPeakRSS: peakRSSKiB(t, ctl.pid()),
 		ctlAnon: procStatus(t, ctl.pid(), "RssAnon"), ctlGCs: gcCount(ctl)}
 }
 
 func (s snapshot) sub(o snapshot) snapshot {
-	return snapshot{obs: s.obs.sub(o.obs), agentsS3: s.agentsS3.sub(o.agentsS3), ctlS3: s.ctlS3.sub(o.ctlS3),
+	return snapshot{obs: s.obs.sub(o.obs), agentsS3: subTotals(s.agentsS3, o.agentsS3), ctlS3: subTotals(s.ctlS3, o.ctlS3),
 		ctlCPU: s.ctlCPU - o.ctlCPU,
 		ctlRSS: s.ctlRSS, ctlPeakRSS: s.ctlPeakRSS, ctlAnon: s.ctlAnon, ctlGCs: s.ctlGCs - o.ctlGCs}
+}
+
+// subTotals is what crossed a proxy between two readings of its totals.
+func subTotals(a, b testenv.ProxyTotals) testenv.ProxyTotals {
+	return testenv.ProxyTotals{Requests: a.Requests - b.Requests, Gets: a.Gets - b.Gets, BytesUp: a.BytesUp - b.BytesUp,
+		BytesDown: a.BytesDown - b.BytesDown, RefusedConnects: a.RefusedConnects - b.RefusedConnects}
 }
 
 func gcCount(p *serveProcess) int { _, n := p.liveHeap(0); return n }
@@ -590,27 +597,10 @@ func (o *scaleObserver) activated(id, version string) int {
 	return o.activations[id+" "+version]
 }
 
-// sensors publishes a reading for each device every 100ms until stop.
+// sensors publishes a reading for each device every 100ms until stop (QoS 0: at this scale
+// the observer's own acknowledgements would be most of its traffic).
 func (o *scaleObserver) sensors(devices []string) (stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
-		for {
-			for _, d := range devices {
-				o.c.Publish("sensors/"+d+"/temperature", 0, false, []byte(`{"value": 35}`))
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	var once sync.Once
-	return func() { once.Do(func() { cancel(); <-done }) }
+	return publishReadings(o.c, 0, devices)
 }
 
 func contains(s []string, v string) bool {
