@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,7 +68,7 @@ type session struct {
 	lost      chan struct{} // signalled when the connection drops
 
 	outbox      chan outMsg
-	held        atomic.Bool // drain holds a message it could not send yet
+	unacked     atomic.Int64 // in the outbox or sent and not yet acknowledged: at most OutboxSize
 	dropped     atomic.Uint64
 	connects    atomic.Uint64
 	reconnected atomic.Uint64
@@ -76,9 +77,8 @@ type session struct {
 func newSession(opts sessionOptions, log zerolog.Logger, onMessage func(inbound), onConnect func()) *session {
 	s := &session{opts: opts, log: log, onMessage: onMessage, onConnect: onConnect,
 		filters: map[string]bool{}, up: make(chan struct{}), lost: make(chan struct{}, 1),
-		// The drain goroutine holds one message while it waits for the broker: the channel
-		// holds the rest of the bound.
-		outbox: make(chan outMsg, max(opts.OutboxSize-1, 0))}
+		// publish admits at most OutboxSize unacknowledged messages, so a send never blocks.
+		outbox: make(chan outMsg, max(opts.OutboxSize, 1))}
 	o := mqtt.NewClientOptions()
 	for _, b := range opts.Brokers {
 		o.AddBroker(b)
@@ -90,6 +90,8 @@ func newSession(opts sessionOptions, log zerolog.Logger, onMessage func(inbound)
 		SetResumeSubs(true).
 		SetOrderMatters(true).
 		SetAutoAckDisabled(true).
+		SetCustomOpenConnectionFn(openBrokerConn).
+		SetStore(newOrderedStore()).
 		SetKeepAlive(opts.KeepAlive).
 		SetPingTimeout(max(opts.KeepAlive/2, time.Second)).
 		SetConnectTimeout(opts.ConnectTimeout).
@@ -284,15 +286,22 @@ func (s *session) setFilters(ctx context.Context, filters []string) {
 	}
 }
 
-// publish queues a message for the broker; when the outbox is full it is dropped, counted.
+// publish queues a message for the broker; when OutboxSize messages are already queued or
+// unacknowledged it is dropped, counted.
 func (s *session) publish(topic string, payload []byte, retained bool) {
-	select {
-	case s.outbox <- outMsg{topic, payload, retained}:
-	default:
-		if s.dropped.Add(1)%100 == 1 {
-			s.log.Warn().Str("topic", topic).Uint64("dropped", s.dropped.Load()).Msg("outbox full: dropping publishes")
+	for {
+		n := s.unacked.Load()
+		if n >= int64(s.opts.OutboxSize) {
+			if s.dropped.Add(1)%100 == 1 {
+				s.log.Warn().Str("topic", topic).Uint64("dropped", s.dropped.Load()).Msg("outbox full: dropping publishes")
+			}
+			return
+		}
+		if s.unacked.CompareAndSwap(n, n+1) {
+			break
 		}
 	}
+	s.outbox <- outMsg{topic, payload, retained}
 }
 
 // publishNow publishes directly if connected (for the retained status, which is sent again
@@ -305,46 +314,111 @@ func (s *session) publishNow(ctx context.Context, topic string, payload []byte, 
 	return waitToken(ctx, t, s.opts.ConnectTimeout+time.Second) && t.Error() == nil
 }
 
-// drain sends outbox messages while connected, in order; a message that fails is retried
-// after the next connection.
+// outboxWindow is how many outbox messages may wait for the broker's acknowledgement at once.
+// One at a time would cap the agent at one message per round trip to the broker.
+const outboxWindow = 32
+
+// sending is an outbox message in the window: tok is nil until it is published on the
+// current connection.
+type sending struct {
+	m   outMsg
+	tok mqtt.Token
+}
+
+// drain sends outbox messages while connected, in order, with up to outboxWindow of them
+// awaiting acknowledgement. When one is not acknowledged (the connection dropped, or the
+// broker did not answer in time), every unacknowledged message of the window is published
+// again, in order, once connected: at least once, never silently lost.
 func (s *session) drain(ctx context.Context) {
+	var window []sending
+	timer := time.NewTimer(0)
+	defer timer.Stop()
 	for {
-		var m outMsg
+		if len(window) == 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case m := <-s.outbox:
+				window = append(window, sending{m: m})
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case m = <-s.outbox:
+		case <-s.upChan():
 		}
-		s.held.Store(true)
-		for {
+		for i := range window {
+			if window[i].tok == nil {
+				window[i].tok = s.send(window[i].m)
+			}
+		}
+	fill:
+		for len(window) < outboxWindow {
 			select {
-			case <-ctx.Done():
-				return
-			case <-s.upChan():
+			case m := <-s.outbox:
+				window = append(window, sending{m, s.send(m)})
+			default:
+				break fill
 			}
-			t := s.client.Publish(m.topic, 1, m.retained, m.payload)
-			if waitToken(ctx, t, s.opts.ConnectTimeout+time.Second) && t.Error() == nil {
-				s.held.Store(false)
-				break
+		}
+		var more <-chan outMsg
+		if len(window) < outboxWindow {
+			more = s.outbox
+		}
+		timer.Reset(s.opts.ConnectTimeout + time.Second)
+		head := window[0].tok
+		failed := false
+		select {
+		case <-ctx.Done():
+			return
+		case m := <-more:
+			window = append(window, sending{m, s.send(m)})
+		case <-head.Done():
+			if head.Error() == nil {
+				window = slices.Delete(window, 0, 1)
+				s.unacked.Add(-1)
+			} else {
+				failed = true
 			}
-			if ctx.Err() != nil {
-				return
-			}
-			// Not sent: wait for the connection to drop and come back, or for it to recover.
+		case <-timer.C:
+			failed = true
+		}
+		if !failed {
+			continue
+		}
+		// Keep what the broker did not acknowledge, to publish again once connected.
+		window = slices.DeleteFunc(window, func(e sending) bool {
 			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(jitter(s.opts.BackoffMin)):
+			case <-e.tok.Done():
+				if e.tok.Error() == nil {
+					s.unacked.Add(-1)
+					return true
+				}
+			default:
 			}
+			return false
+		})
+		for i := range window {
+			window[i].tok = nil
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		// Wait for the connection to drop and come back, or for it to recover.
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(jitter(s.opts.BackoffMin)):
 		}
 	}
 }
 
-// queued returns the number of messages waiting in the outbox.
+// send publishes m with QoS 1.
+func (s *session) send(m outMsg) mqtt.Token {
+	return s.client.Publish(m.topic, 1, m.retained, m.payload)
+}
+
+// queued returns the number of messages in the outbox or not yet acknowledged by the broker.
 func (s *session) queued() int {
-	n := len(s.outbox)
-	if s.held.Load() {
-		n++
-	}
-	return n
+	return int(s.unacked.Load())
 }
