@@ -30,15 +30,20 @@ const e2eWindow = 32
 
 // TestEndToEndRate measures the round trip the agent is for, through a real Mosquitto on
 // loopback: a reading published (QoS 1), the wasmfleet-agent process's threshold-alert
-// handler, its alert published back (QoS 1), a subscriber receiving it. Its peer, in the same
-// run, is the broker's own pub→sub rate: the same publisher and subscriber, QoS 1, the same
-// window of messages in flight, the subscriber on the publisher's topic. Three rounds of
-// each, alternating. Every reading must come back exactly once (an alert carries its
-// reading's number). The rates and the agent's resident memory go to the log and, with
+// handler, its alert published back (QoS 1), a subscriber receiving it. Its peers, in the
+// same run: the broker's own pub→sub rate (the same publisher and subscriber, QoS 1, the
+// same window of messages in flight, the subscriber on the publisher's topic), and a bare
+// paho relay process (agent/testdata/relay: subscribe, publish, acknowledge; no sandbox), the
+// least any paho program on the device can cost. Three rounds of each, in turn. Every
+// reading must come back exactly once (an alert carries its reading's number). Besides the
+// rates it records the CPU time each process spent per event (the relay or agent, the
+// broker, and this test's publisher and subscriber), which says where a gap to the broker's
+// rate comes from when they share the machine's cores. The figures go to the log and, with
 // -e2e-out, to a file that make bench adds to docs/BENCHMARKS.md's table.
 func TestEndToEndRate(t *testing.T) {
 	const device, group = "pi-rate", "rate"
 	bin := buildAgent(t)
+	relayBin := testenv.GoBuild(t, "github.com/wasmfleet/wasmfleet/agent/testdata/relay", nil)
 	f := newFleet(t)
 	// The fleet's broker saves its database after every change, which tests of redelivery
 	// need and which caps it at a few hundred messages a second. This one keeps Mosquitto's
@@ -52,31 +57,80 @@ func TestEndToEndRate(t *testing.T) {
 	cfg := f.agentConfig(device, group)
 	cfg.MQTT.Brokers = []string{mq.URL()}
 	proc := f.startAgentProcess(bin, writeAgentYAML(t, cfg), "agent")
+	relay := testenv.StartProcess(t, testenv.ProcessOptions{Name: "relay", Path: relayBin,
+		Args: []string{"-broker", mq.URL(), "-in", "relay/in", "-out", "relay/out"}})
 
 	in, out := "sensors/"+device+"/temperature", "alerts/"+device+"/temperature"
 	reading := func(i int) []byte { return []byte(fmt.Sprintf(`{"value": %d.5}`, 1_000_000+i)) }
 	alert := regexp.MustCompile(`"value":(1\d{6})\.5,`)
+	relayed := regexp.MustCompile(`"value": (1\d{6})\.5}`)
 	// Installed and running once a reading comes back as an alert.
 	waitFor(t, 60*time.Second, func() bool { return tryRoundTrip(t, mq.URL(), in, out) }, func() string { return "the agent's first alert" })
+	waitFor(t, 20*time.Second, func() bool { return tryRoundTrip(t, mq.URL(), "relay/in", "relay/out") }, func() string { return "the relay" })
 
 	n := *e2eEvents
-	var broker, agent []float64
-	for round := range 3 {
-		topic := "bench/" + strconv.Itoa(round)
-		broker = append(broker, roundTrips(t, mq.URL(), topic, topic, n, reading, nil))
-		agent = append(agent, roundTrips(t, mq.URL(), in, out, n, reading, alert))
+	type path struct {
+		name      string
+		in, out   string
+		id        *regexp.Regexp
+		proc      *testenv.Process // the process between publisher and subscriber, if any
+		rates     []float64
+		cpu       [3]time.Duration // in all rounds: that process, the broker, this test's clients
+		cpuLabels [3]string
+	}
+	paths := []*path{
+		{name: "broker-pubsub", in: "bench/x", out: "bench/x"},
+		{name: "paho-relay", in: "relay/in", out: "relay/out", id: relayed, proc: relay},
+		{name: "agent-threshold-alert", in: in, out: out, id: alert, proc: proc},
+	}
+	cpuNow := func(p *path) [3]time.Duration {
+		var c [3]time.Duration
+		var err error
+		if p.proc != nil {
+			if c[0], err = testenv.ProcessCPU(p.proc.Pid()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if c[1], err = mq.CPU(); err != nil {
+			t.Fatal(err)
+		}
+		if c[2], err = testenv.ProcessCPU(os.Getpid()); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	for range 3 {
+		for _, p := range paths {
+			before := cpuNow(p)
+			p.rates = append(p.rates, roundTrips(t, mq.URL(), p.in, p.out, n, reading, p.id))
+			after := cpuNow(p)
+			for i := range p.cpu {
+				p.cpu[i] += after[i] - before[i]
+			}
+		}
 	}
 	st, err := proc.Stats()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("BENCH end to end, %d events a round, window %d: broker pub→sub %.0f/s (%v), agent round trip %.0f/s (%v), %.0f%% of the broker's (medians); agent RSS %.1f MiB",
-		n, e2eWindow, median(broker), broker, median(agent), agent, 100*median(agent)/median(broker), float64(st.RSS)/(1<<20))
+	perEvent := func(p *path, i int) float64 { return float64(p.cpu[i].Nanoseconds()) / float64(3*n) }
+	broker := paths[0]
+	for _, p := range paths {
+		t.Logf("BENCH end to end, %d events a round, window %d: %s %.0f/s (%.0f), %.0f%% of the broker's pub→sub (medians); CPU an event: process %.1f µs, broker %.1f µs, test's clients %.1f µs",
+			n, e2eWindow, p.name, median(p.rates), p.rates, 100*median(p.rates)/median(broker.rates), perEvent(p, 0)/1e3, perEvent(p, 1)/1e3, perEvent(p, 2)/1e3)
+	}
+	t.Logf("agent RSS after the run %.1f MiB", float64(st.RSS)/(1<<20))
 	if *e2eOut != "" {
 		var b strings.Builder
-		for i := range broker {
-			fmt.Fprintf(&b, "BenchmarkEndToEnd/broker-pubsub-%d %d %.0f ns/op %.0f events/s\n", runtime.GOMAXPROCS(0), n, 1e9/broker[i], broker[i])
-			fmt.Fprintf(&b, "BenchmarkEndToEnd/agent-threshold-alert-%d %d %.0f ns/op %.0f events/s %d rss-bytes\n", runtime.GOMAXPROCS(0), n, 1e9/agent[i], agent[i], st.RSS)
+		for _, p := range paths {
+			for _, r := range p.rates {
+				fmt.Fprintf(&b, "BenchmarkEndToEnd/%s-%d %d %.0f ns/op %.0f events/s %.0f process-cpu-ns/op %.0f broker-cpu-ns/op %.0f client-cpu-ns/op",
+					p.name, runtime.GOMAXPROCS(0), n, 1e9/r, r, perEvent(p, 0), perEvent(p, 1), perEvent(p, 2))
+				if p.proc == proc {
+					fmt.Fprintf(&b, " %d rss-bytes", st.RSS)
+				}
+				b.WriteString("\n")
+			}
 		}
 		if err := os.WriteFile(*e2eOut, []byte(b.String()), 0o644); err != nil {
 			t.Fatal(err)

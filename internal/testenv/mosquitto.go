@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // MosquittoOptions configures StartMosquitto. The zero value (or nil) is one plain listener
@@ -188,6 +189,14 @@ func (m *Mosquitto) Start() { m.srv.t.Helper(); m.srv.start() }
 
 // Running reports whether the broker process is alive.
 func (m *Mosquitto) Running() bool { return m.srv.running() }
+
+// CPU returns the user + system time the running broker process has used.
+func (m *Mosquitto) CPU() (time.Duration, error) {
+	if !m.Running() {
+		return 0, fmt.Errorf("mosquitto is not running")
+	}
+	return ProcessCPU(m.srv.cmd.Process.Pid)
+}
 
 // LogTail is the end of mosquitto.log, for failure messages.
 func (m *Mosquitto) LogTail() string { return m.srv.tail() }

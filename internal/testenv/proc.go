@@ -177,6 +177,7 @@ type ProcStats struct {
 	RSS     int64 // resident memory, bytes (VmRSS)
 	FDs     int   // open file descriptors
 	Threads int
+	CPU     time.Duration // user + system time so far
 }
 
 // Stats reads the process's resident memory, descriptors and threads from /proc (Linux).
@@ -203,7 +204,37 @@ func (p *Process) Stats() (ProcStats, error) {
 		return s, fmt.Errorf("list descriptors of %s: %w", p.name, err)
 	}
 	s.FDs = len(fds)
+	if s.CPU, err = ProcessCPU(p.Pid()); err != nil {
+		return s, fmt.Errorf("read the CPU time of %s: %w", p.name, err)
+	}
 	return s, nil
+}
+
+// clockTick is the unit of /proc/PID/stat's times: USER_HZ, 100 on every Linux architecture.
+const clockTick = 10 * time.Millisecond
+
+// ProcessCPU returns the user + system time process pid has used (Linux, /proc/PID/stat).
+func ProcessCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0, err
+	}
+	// The command name, in parentheses, may hold spaces: fields count from after it.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+	}
+	// utime and stime are the 14th and 15th fields; the state (3rd) is f[0].
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: utime %q, stime %q", pid, f[11], f[12])
+	}
+	return time.Duration(ut+st) * clockTick, nil
 }
 
 // lineBuffer keeps a process's output and hands each complete line to onLine.

@@ -110,3 +110,32 @@ func TestSmallDisk(t *testing.T) {
 		t.Fatalf("1 MiB into a 256 KiB tmpfs: %v, want ENOSPC", err)
 	}
 }
+
+// ProcessCPU reads this test process's CPU time, which grows while it computes and agrees
+// with getrusage.
+func TestProcessCPU(t *testing.T) {
+	before, err := testenv.ProcessCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var x uint64
+	waitUntil(t, func() bool {
+		for i := range 10_000_000 {
+			x += uint64(i) * x
+		}
+		now, err := testenv.ProcessCPU(os.Getpid())
+		return err == nil && now >= before+100*time.Millisecond
+	}, "100 ms of CPU time")
+	now, _ := testenv.ProcessCPU(os.Getpid())
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	rusage := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	if d := rusage - now; d < 0 || d > time.Second {
+		t.Errorf("ProcessCPU %v, getrusage %v (x %d)", now, rusage, x)
+	}
+	if _, err := testenv.ProcessCPU(1 << 30); err == nil {
+		t.Error("ProcessCPU of a pid that does not exist: no error")
+	}
+}
