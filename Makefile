@@ -12,6 +12,10 @@ LDFLAGS := -s -w -X github.com/wasmfleet/wasmfleet/agent.Version=$(VERSION)
 # Nothing we build speaks HTTP/2 (S3 and the dashboard are fine on HTTP/1.1): leaving net/http's
 # bundled HTTP/2 out takes 0.5 MiB off every binary (docs/BENCHMARKS.md, Binary sizes).
 TAGS := nethttpomithttp2
+# Packages the agent only runs when it starts or takes an update are compiled without
+# inlining: 0.375 MiB less for the arm64 agent, no measurable time (scripts/noinline-packages).
+NOINLINE := $(shell grep -v -e '^\#' -e '^$$' scripts/noinline-packages)
+GCFLAGS := $(foreach p,$(NOINLINE),-gcflags='$(p)=-l')
 CROSS := linux/arm64 linux/arm/6 linux/arm/7 linux/amd64
 
 .PHONY: go-modules help build cross packages modules deps deps-interop check test bench demo demo-run clean
@@ -21,14 +25,14 @@ help: ## list the targets
 
 build: ## build wasmfleet and wasmfleet-agent for this machine into bin/
 	@mkdir -p $(BIN)
-	CGO_ENABLED=0 $(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
+	CGO_ENABLED=0 $(GO) build -trimpath -tags '$(TAGS)' $(GCFLAGS) -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
 cross: ## static agent and CLI for linux/arm64, arm (GOARM=6,7) and amd64 into bin/
 	@set -e; for t in $(CROSS); do \
 	  IFS=/ read -r os arch arm <<<"$$t"; \
 	  out=$(BIN)/$$os-$$arch$${arm:+v$$arm}; mkdir -p $$out; \
 	  echo "cross $$t -> $$out"; \
-	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch GOARM=$$arm $(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $$out/ ./cmd/...; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch GOARM=$$arm $(GO) build -trimpath -tags '$(TAGS)' $(GCFLAGS) -ldflags '$(LDFLAGS)' -o $$out/ ./cmd/...; \
 	done
 
 packages: cross ## .deb packages of the agent and the fleet server for amd64, arm64 and armhf (ARMv6) into dist/, with nfpm
