@@ -45,11 +45,9 @@ func TestEndToEndRate(t *testing.T) {
 	bin := buildAgent(t)
 	relayBin := testenv.GoBuild(t, "github.com/wasmfleet/wasmfleet/agent/testdata/relay", nil)
 	f := newFleet(t)
-	// The fleet's broker saves its database after every change, which tests of redelivery
-	// need and which caps it at a few hundred messages a second. This one keeps Mosquitto's
-	// default (saved every 30 minutes), as a deployed broker does; the agent and both
-	// measurements use it.
-	mq := testenv.StartMosquitto(t, &testenv.MosquittoOptions{Config: "autosave_on_changes false\nautosave_interval 1800\n"})
+	// The agent and every measurement use a broker that saves its database as a deployed one
+	// does (fastBroker), not the fleet's.
+	mq := testenv.StartMosquitto(t, fastBroker)
 	manifest, wasm := example(t, "threshold-alert", "threshold-alert.wasm")
 	ref := f.publishRelease(manifest, wasm)
 	desired := f.publishDesired(f.desiredDoc(group, everyone(ref, "r1")))

@@ -71,6 +71,18 @@ func newFleet(t *testing.T) *fleet { t.Helper(); return newFleetWith(t, nil) }
 // over https. The test client still uses the plain listener, as user "controller".
 func newFleetWith(t *testing.T, pki *testenv.PKI) *fleet {
 	t.Helper()
+	return newFleetFull(t, pki, nil)
+}
+
+// fastBroker is a Mosquitto configuration for tests of throughput: the fleet's broker saves
+// its database after every change, which tests of redelivery need and which caps it at a
+// few hundred messages a second; this keeps Mosquitto's default (saved every 30 minutes), as
+// a deployed broker does.
+var fastBroker = &testenv.MosquittoOptions{Config: "autosave_on_changes false\nautosave_interval 1800\n"}
+
+// newFleetFull is newFleetWith whose plain (pki nil) Mosquitto is started with mq.
+func newFleetFull(t *testing.T, pki *testenv.PKI, mq *testenv.MosquittoOptions) *fleet {
+	t.Helper()
 	f := &fleet{t: t, bucket: "wasmfleet", dir: t.TempDir(), seq: map[string]uint64{}, msgs: map[string][][]byte{}, pki: pki,
 		secrets: newSecretScan()}
 	// Registered first, so run last: after every agent of the test has stopped.
@@ -80,7 +92,7 @@ func newFleetWith(t *testing.T, pki *testenv.PKI) *fleet {
 			Users: map[string]string{"controller": "controller-pw", "pi-tls": "device-pw"}})
 		f.s3 = testenv.StartS3(t, &testenv.S3Options{PKI: pki})
 	} else {
-		f.mq = testenv.StartMosquitto(t, nil)
+		f.mq = testenv.StartMosquitto(t, mq)
 		f.s3 = testenv.StartS3(t, nil)
 	}
 	f.s3.MakeBucket(f.bucket)

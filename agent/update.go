@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"sort"
 	"strings"
@@ -556,9 +557,7 @@ func (a *Agent) activate(name string, t target, mod *sandbox.Module, judge bool)
 		a.log.Error().Err(err).Str("module", name).Msg("record activation")
 	}
 	a.updateFilters()
-	if old != nil {
-		go old.stop()
-	}
+	go retire(old)
 	a.event(report.Event{Kind: report.EventActivated, Module: name, Version: t.ref.Version, Rollout: t.rollout, Source: t.source, Sequence: t.sequence})
 	a.log.Info().Str("module", name).Str("version", t.ref.Version).Str("state", status).Msg("module activated")
 	a.statusChanged()
@@ -566,6 +565,18 @@ func (a *Agent) activate(name string, t target, mod *sandbox.Module, judge bool)
 		a.wg.Add(1)
 		go func() { defer a.wg.Done(); a.judge(name, r, t) }()
 	}
+}
+
+// retire stops a version that was replaced (if any), once its queued and running events are
+// done, and then hands the memory it and the new version's compilation freed back to the
+// OS. Compiling a module leaves garbage several times its size (a Go module: some 60 MiB,
+// TestIdleFootprint), which the Go runtime would otherwise return only over minutes; a
+// device may well need it sooner.
+func retire(r *running) {
+	if r != nil {
+		r.stop()
+	}
+	debug.FreeOSMemory()
 }
 
 // judge waits for a health window's verdict and acts on it.
@@ -644,7 +655,7 @@ func (a *Agent) rollback(name string, bad *running, t target, v verdict) {
 		log.Error().Err(err).Msg("record rollback")
 	}
 	a.updateFilters()
-	go bad.stop()
+	go retire(bad)
 	log.Warn().Str("to", prev.Version).Str("reason", v.reason).Msg("rolled back")
 	a.event(report.Event{Kind: report.EventRolledBack, Module: name, Version: t.ref.Version, Rollout: t.rollout, Source: t.source,
 		Reason: reason, ErrorKind: v.kind})

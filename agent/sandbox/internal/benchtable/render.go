@@ -214,6 +214,33 @@ func Render(res *Results, m Machine) (string, error) {
 		}
 	}
 
+	// Idle memory of the agent process (agent's TestIdleFootprint), when it ran.
+	const fpC, fpGo = "IdleFootprint/c-wat-installed", "IdleFootprint/with-go-installed"
+	if rss, ok := res.Median(fpC, "rss-bytes"); ok {
+		b.WriteString("\nIdle resident memory of the wasmfleet-agent process (`TestIdleFootprint` in agent/; static, stripped, as `make cross` builds it) with three modules installed; file pages are the binary's own code and data:\n\n")
+		b.WriteString("| modules | when | RSS | anonymous | file pages |\n|---|---|---|---|---|\n")
+		for _, set := range []struct{ name, what string }{
+			{"c-wat", "threshold-alert, c-to-f (C), echo (WAT)"},
+			{"with-go", "threshold-alert, c-to-f (C), moving-average (Go)"},
+		} {
+			for _, when := range []struct{ name, what string }{{"installed", "installed, idle"}, {"after-events", "after 100 events each, idle"}} {
+				name := "IdleFootprint/" + set.name + "-" + when.name
+				r, ok := res.Median(name, "rss-bytes")
+				if !ok {
+					continue
+				}
+				anon, _ := res.Median(name, "anon-bytes")
+				file, _ := res.Median(name, "file-bytes")
+				fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", set.what, when.what, bytesString(r), bytesString(anon), bytesString(file))
+			}
+		}
+		got := bytesString(rss)
+		if g, ok := res.Median(fpGo, "rss-bytes"); ok {
+			got += " (with the Go module: " + bytesString(g) + ")"
+		}
+		goals = append(goals, goal{"idle RSS with three modules installed (C and WAT)", "≤ 15 MiB", got, rss <= 15<<20})
+	}
+
 	b.WriteString("\n| goal (issue 8) | target | measured | met |\n|---|---|---|---|\n")
 	for _, g := range goals {
 		met := "yes"

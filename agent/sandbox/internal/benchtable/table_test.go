@@ -120,6 +120,8 @@ func full() string {
 	b.WriteString("BenchmarkEndToEnd/broker-pubsub-4 20000 40000 ns/op 25000 events/s 0 process-cpu-ns/op 20000 broker-cpu-ns/op 40000 client-cpu-ns/op\n")
 	b.WriteString("BenchmarkEndToEnd/paho-relay-4 20000 100000 ns/op 10000 events/s 35000 process-cpu-ns/op 40000 broker-cpu-ns/op 50000 client-cpu-ns/op\n")
 	b.WriteString("BenchmarkEndToEnd/agent-threshold-alert-4 20000 200000 ns/op 5000 events/s 45000 process-cpu-ns/op 42000 broker-cpu-ns/op 55000 client-cpu-ns/op 21000000 rss-bytes\n")
+	b.WriteString("BenchmarkIdleFootprint/c-wat-installed-4 1 20971520 rss-bytes 8388608 anon-bytes 12582912 file-bytes\n")
+	b.WriteString("BenchmarkIdleFootprint/with-go-installed-4 1 41943040 rss-bytes 29360128 anon-bytes 12582912 file-bytes\n")
 	b.WriteString("    bench_test.go:1: node v22.1.0, 5000 events\n")
 	return b.String()
 }
@@ -147,6 +149,8 @@ func TestRender(t *testing.T) {
 		"| end to end, ÷ a bare paho relay's rate (same run) | reported | 50% |  |",
 		"| end to end through Mosquitto, ÷ the broker's pub→sub rate | ≥ 70% | 20% | **no** |",
 		"median of 1 rounds of 20,000 events each",
+		"| threshold-alert, c-to-f (C), echo (WAT) | installed, idle | 20.0 MiB | 8.00 MiB | 12.0 MiB |",
+		"| idle RSS with three modules installed (C and WAT) | ≤ 15 MiB | 20.0 MiB (with the Go module: 40.0 MiB) | **no** |",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
