@@ -1,8 +1,10 @@
 package agent
 
 import (
+	"bufio"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"runtime"
 	"strconv"
@@ -33,8 +35,11 @@ type footprintModule struct{ name, topic, payload string }
 // and file pages (the binary's own code and data), go to the log and, with -footprint-out,
 // to a file that make bench adds to docs/BENCHMARKS.md's table.
 func TestIdleFootprint(t *testing.T) {
-	bin := testenv.GoBuild(t, "github.com/wasmfleet/wasmfleet/cmd/wasmfleet-agent", []string{"CGO_ENABLED=0"},
-		"-trimpath", "-tags", "nethttpomithttp2", "-ldflags", "-s -w")
+	flags, err := crossBuildFlags()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := testenv.GoBuild(t, "github.com/wasmfleet/wasmfleet/cmd/wasmfleet-agent", []string{"CGO_ENABLED=0"}, flags...)
 	temperature := footprintModule{"threshold-alert", "sensors/{device}/temperature", `{"value": %d.5}`}
 	celsius := footprintModule{"c-to-f", "sensors/{device}/celsius", `{"celsius": %d}`}
 	sets := []struct {
@@ -80,7 +85,9 @@ func idleFootprint(t *testing.T, bin string, mods []footprintModule) (installed,
 		targets = append(targets, everyone(f.publishRelease(manifest, wasm), "r1"))
 	}
 	f.publishDesired(f.desiredDoc(group, targets...))
-	proc := f.startAgentProcess(bin, writeAgentYAML(t, f.agentConfig(device, group)), "agent")
+	cfg := f.agentConfig(device, group)
+	cfg.Metrics.Listen = freeAddr(t)
+	proc := f.startAgentProcess(bin, writeAgentYAML(t, cfg), "agent")
 	f.waitStatus(device, func(s *report.Status) bool {
 		n := 0
 		for _, m := range s.Modules {
@@ -90,7 +97,7 @@ func idleFootprint(t *testing.T, bin string, mods []footprintModule) (installed,
 		}
 		return n == len(mods)
 	}, "every module active")
-	installed = idleRSS(t, proc)
+	installed = idleRSS(t, proc, cfg.Metrics.Listen)
 
 	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(f.mq.URL()).SetClientID("idle-pub"))
 	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
@@ -116,20 +123,24 @@ func idleFootprint(t *testing.T, bin string, mods []footprintModule) (installed,
 		}
 		return len(s.Modules) == len(mods)
 	}, "100 events handled by each module")
-	return installed, idleRSS(t, proc)
+	return installed, idleRSS(t, proc, cfg.Metrics.Listen)
 }
 
-// memSplit is a process's resident memory and what it is made of.
-type memSplit struct{ rss, anon, file int64 }
+// memSplit is a process's resident memory and what it is made of: anonymous memory (of
+// which the Go runtime has mapped goMapped, holding goHeap of objects; the rest is wazero's
+// compiled code and the like) and file pages.
+type memSplit struct{ rss, anon, file, goMapped, goHeap int64 }
 
 func (m memSplit) String() string {
 	mib := func(b int64) string { return strconv.FormatFloat(float64(b)/(1<<20), 'f', 1, 64) + " MiB" }
-	return fmt.Sprintf("%s (anonymous %s, file %s)", mib(m.rss), mib(m.anon), mib(m.file))
+	return fmt.Sprintf("%s (anonymous %s: Go runtime %s with %s of heap objects; file %s)",
+		mib(m.rss), mib(m.anon), mib(m.goMapped), mib(m.goHeap), mib(m.file))
 }
 
 // idleRSS waits until p's resident memory has stayed within 1% for 20 readings 100 ms
-// apart and returns the last, read from /proc/PID/smaps_rollup.
-func idleRSS(t *testing.T, p *testenv.Process) memSplit {
+// apart and returns the last, read from /proc/PID/smaps_rollup, with the Go runtime's
+// figures from the agent's /metrics at metricsAddr.
+func idleRSS(t *testing.T, p *testenv.Process, metricsAddr string) memSplit {
 	t.Helper()
 	read := func() memSplit {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", p.Pid()))
@@ -172,6 +183,22 @@ func idleRSS(t *testing.T, p *testenv.Process) memSplit {
 			stable = 0
 		}
 		last = now
+	}
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		name, v, _ := strings.Cut(sc.Text(), " ")
+		n, _ := strconv.ParseInt(v, 10, 64)
+		switch name {
+		case "go_memory_mapped_bytes":
+			last.goMapped = n
+		case "go_memory_heap_objects_bytes":
+			last.goHeap = n
+		}
 	}
 	return last
 }

@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -152,6 +155,16 @@ func (a *Agent) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(&b, "wasmfleet_mqtt_redelivered_total %d\n", a.redelivered.skipped.Load())
 	gauge("go_goroutines", "Goroutines of the agent.", "gauge")
 	fmt.Fprintf(&b, "go_goroutines %d\n", runtime.NumGoroutine())
+	mem := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
+	metrics.Read(mem)
+	gauge("go_memory_heap_objects_bytes", "Go heap memory held by objects, live or not yet swept.", "gauge")
+	fmt.Fprintf(&b, "go_memory_heap_objects_bytes %d\n", mem[0].Value.Uint64())
+	gauge("go_memory_mapped_bytes", "Memory the Go runtime has mapped, minus what it returned to the OS (wazero's compiled code is not in it).", "gauge")
+	fmt.Fprintf(&b, "go_memory_mapped_bytes %d\n", mem[1].Value.Uint64()-mem[2].Value.Uint64())
+	if rss, ok := residentBytes(); ok {
+		gauge("process_resident_memory_bytes", "Resident memory of the agent process.", "gauge")
+		fmt.Fprintf(&b, "process_resident_memory_bytes %d\n", rss)
+	}
 	gauge("wasmfleet_outbox_messages", "Publishes waiting for the broker.", "gauge")
 	fmt.Fprintf(&b, "wasmfleet_outbox_messages %d\n", s.Outbox)
 	gauge("wasmfleet_outbox_dropped_total", "Publishes dropped because the outbox was full.", "counter")
@@ -209,3 +222,20 @@ func pluralEvents(n, total int) string { return fmt.Sprintf("%d of %d events", n
 func percent(r float64) string { return fmt.Sprintf("%g%%", r*100) }
 
 var _ = errors.New
+
+// residentBytes reads the process's resident memory from /proc/self/statm (Linux).
+func residentBytes() (uint64, bool) {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0, false
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0, false
+	}
+	pages, err := strconv.ParseUint(f[1], 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	return pages * uint64(os.Getpagesize()), true
+}
