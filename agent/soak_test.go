@@ -112,13 +112,16 @@ func TestSoak(t *testing.T) {
 	if d1, d2 := peak(first, fdsOf).fds, peak(last, fdsOf).fds; d2 > d1+2 {
 		t.Errorf("open descriptors grew: at most %d in the first quarter after the warm-up, %d in the last", d1, d2)
 	}
-	// The store keeps the active release and at most the one before; the compile cache
-	// keeps every version's code (the sandbox's; reported, not judged here).
+	// The store keeps the active release and at most the one before, and so does the compile
+	// cache (and its index).
 	blobs, _, _ := diskUsage(t, filepath.Join(cfg.DataDir, "store", "blobs"))
 	cacheFiles, cacheBytes, _ := diskUsage(t, filepath.Join(cfg.DataDir, "cache"))
 	t.Logf("after %d updates: %d blobs in the store; compile cache %d files, %.1f MiB", updates, blobs, cacheFiles, float64(cacheBytes)/(1<<20))
 	if blobs > 2 {
 		t.Errorf("the store holds %d blobs after %d updates: old releases are not collected", blobs, updates)
+	}
+	if cacheFiles > 3 {
+		t.Errorf("the compile cache holds %d files after %d updates: old versions' code is not collected", cacheFiles, updates)
 	}
 	if updates < int(duration/every)-1 {
 		t.Errorf("%d updates in %v, want one every %v", updates, duration, every)

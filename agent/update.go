@@ -774,8 +774,9 @@ func (a *Agent) publishOutput(m sandbox.Message) {
 	a.sess.publish(m.Topic, m.Payload, false)
 }
 
-// gc removes blobs and releases no module refers to any more. It waits for a quiet moment:
-// while an install runs, its download and its not yet activated blob must stay.
+// gc removes blobs and releases no module refers to any more, and their compiled code. It
+// waits for a quiet moment: while an install runs, its download and its not yet activated
+// blob must stay.
 func (a *Agent) gc() {
 	a.mu.Lock()
 	busy := len(a.installing) > 0
@@ -787,6 +788,19 @@ func (a *Agent) gc() {
 		a.log.Warn().Err(err).Msg("collect unused blobs")
 	} else if n > 0 {
 		a.log.Debug().Int("removed", n).Msg("collected unused blobs")
+	}
+	// The compiled code of the same releases: the active and previous of each module.
+	keep := map[string]bool{}
+	for _, m := range a.store.State().Modules {
+		keep[m.Active.SHA256] = true
+		if m.Previous != nil {
+			keep[m.Previous.SHA256] = true
+		}
+	}
+	if n, err := a.rt.RetainCompiled(keep); err != nil {
+		a.log.Warn().Err(err).Msg("collect unused compiled code")
+	} else if n > 0 {
+		a.log.Debug().Int("removed", n).Msg("collected unused compiled code")
 	}
 }
 

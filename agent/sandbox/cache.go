@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -21,6 +22,10 @@ import (
 // sealMagic starts every sealed cache entry: magic, 32-byte HMAC-SHA256, then the entry.
 var sealMagic = []byte("WFCC1\n")
 
+// indexName is the file in the cache directory, sealed like the entries, that says which
+// module each entry was compiled from: the sha256 of the wasm given to Load.
+const indexName = "wasmfleet-index.json"
+
 // sealedCache keeps wazero's compiled code across restarts without trusting the directory it
 // is kept in (see the package doc). wazero reads and writes only work, a directory this
 // process made; dir holds sealed copies.
@@ -28,7 +33,8 @@ type sealedCache struct {
 	dir, work string
 	key       []byte
 	log       zerolog.Logger
-	known     map[string]bool // entries (relative paths) present in both directories
+	known     map[string]bool   // entries (relative paths) present in both directories
+	owners    map[string]string // entry -> sha256 (hex) of the module it was compiled from
 }
 
 func openSealedCache(dir, keyFile, workParent string, log zerolog.Logger) (*sealedCache, wazero.CompilationCache, error) {
@@ -46,7 +52,7 @@ func openSealedCache(dir, keyFile, workParent string, log zerolog.Logger) (*seal
 	if err != nil {
 		return nil, nil, fmt.Errorf("compilation cache: private directory: %w", err)
 	}
-	c := &sealedCache{dir: dir, work: work, key: key, log: log, known: map[string]bool{}}
+	c := &sealedCache{dir: dir, work: work, key: key, log: log, known: map[string]bool{}, owners: map[string]string{}}
 	if err := c.unseal(); err != nil {
 		os.RemoveAll(work)
 		return nil, nil, err
@@ -90,7 +96,23 @@ func (c *sealedCache) mac(rel string, content []byte) []byte {
 	return h.Sum(nil)
 }
 
-// unseal copies every entry of dir whose seal verifies into work, and deletes the rest.
+// seal returns content sealed for the relative path rel.
+func (c *sealedCache) seal(rel string, content []byte) []byte {
+	return append(append(append([]byte(nil), sealMagic...), c.mac(rel, content)...), content...)
+}
+
+// opened returns the content of raw, sealed for rel, if its seal verifies.
+func (c *sealedCache) opened(rel string, raw []byte) ([]byte, bool) {
+	n := len(sealMagic) + sha256.Size
+	if len(raw) < n || !bytes.Equal(raw[:len(sealMagic)], sealMagic) || !hmac.Equal(raw[len(sealMagic):n], c.mac(rel, raw[n:])) {
+		return nil, false
+	}
+	return raw[n:], true
+}
+
+// unseal copies every entry of dir whose seal verifies into work, and deletes the rest. It
+// reads the index of owners too; one that does not verify is deleted, and the entries it
+// named count as nobody's (the next retain removes them).
 func (c *sealedCache) unseal() error {
 	return filepath.WalkDir(c.dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -104,19 +126,29 @@ func (c *sealedCache) unseal() error {
 		if err != nil {
 			return fmt.Errorf("compilation cache: %w", err)
 		}
-		n := len(sealMagic) + sha256.Size
-		if len(raw) < n || !bytes.Equal(raw[:len(sealMagic)], sealMagic) || !hmac.Equal(raw[len(sealMagic):n], c.mac(rel, raw[n:])) {
+		content, ok := c.opened(rel, raw)
+		if ok && rel == indexName {
+			ok = json.Unmarshal(content, &c.owners) == nil
+		}
+		if !ok {
 			c.log.Warn().Str("entry", rel).Msg("compilation cache entry has no valid seal; deleting it")
 			if err := os.Remove(path); err != nil {
 				return fmt.Errorf("compilation cache: %w", err)
 			}
+			if rel == indexName {
+				c.owners = map[string]string{}
+			}
 			return nil
 		}
+		if rel == indexName {
+			return nil
+		}
+		raw = content
 		dst := filepath.Join(c.work, rel)
 		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 			return fmt.Errorf("compilation cache: %w", err)
 		}
-		if err := os.WriteFile(dst, raw[n:], 0o600); err != nil {
+		if err := os.WriteFile(dst, raw, 0o600); err != nil {
 			return fmt.Errorf("compilation cache: %w", err)
 		}
 		c.known[rel] = true
@@ -124,9 +156,11 @@ func (c *sealedCache) unseal() error {
 	})
 }
 
-// sync seals entries wazero has added to work since the last call.
-func (c *sealedCache) sync() error {
-	return filepath.WalkDir(c.work, func(path string, d fs.DirEntry, err error) error {
+// sync seals entries wazero has added to work since the last call, as compiled from the
+// module whose sha256 is owner, and records that in the index.
+func (c *sealedCache) sync(owner string) error {
+	added := false
+	err := filepath.WalkDir(c.work, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return fmt.Errorf("compilation cache: %w", err)
 		}
@@ -138,17 +172,64 @@ func (c *sealedCache) sync() error {
 		if err != nil {
 			return fmt.Errorf("compilation cache: %w", err)
 		}
-		sealed := append(append(append([]byte(nil), sealMagic...), c.mac(rel, content)...), content...)
 		dst := filepath.Join(c.dir, rel)
 		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 			return fmt.Errorf("compilation cache: %w", err)
 		}
-		if err := atomicfile.Write(dst, sealed, 0o600); err != nil {
+		if err := atomicfile.Write(dst, c.seal(rel, content), 0o600); err != nil {
 			return fmt.Errorf("compilation cache: %w", err)
 		}
 		c.known[rel] = true
+		c.owners[rel] = owner
+		added = true
 		return nil
 	})
+	if added {
+		err = errors.Join(err, c.writeIndex())
+	}
+	return err
+}
+
+// writeIndex saves the owners of the entries known.
+func (c *sealedCache) writeIndex() error {
+	for rel := range c.owners {
+		if !c.known[rel] {
+			delete(c.owners, rel)
+		}
+	}
+	b, err := json.Marshal(c.owners)
+	if err != nil {
+		return fmt.Errorf("compilation cache index: %w", err)
+	}
+	if err := atomicfile.Write(filepath.Join(c.dir, indexName), c.seal(indexName, b), 0o600); err != nil {
+		return fmt.Errorf("compilation cache index: %w", err)
+	}
+	return nil
+}
+
+// retain removes the entries compiled from modules whose sha256 is not in keep, and those
+// whose module is not known (sealed before the index existed, or named by an index that did
+// not verify), from both directories. It returns how many it removed.
+func (c *sealedCache) retain(keep map[string]bool) (int, error) {
+	removed := 0
+	var errs []error
+	for rel := range c.known {
+		if keep[c.owners[rel]] {
+			continue
+		}
+		for _, p := range []string{filepath.Join(c.dir, rel), filepath.Join(c.work, rel)} {
+			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("compilation cache: %w", err))
+			}
+		}
+		delete(c.known, rel)
+		delete(c.owners, rel)
+		removed++
+	}
+	if removed > 0 {
+		errs = append(errs, c.writeIndex())
+	}
+	return removed, errors.Join(errs...)
 }
 
 func (c *sealedCache) close() error {

@@ -45,7 +45,9 @@
 // have native code of their choosing run. Here wazero writes only to a private working
 // directory made fresh for each process (mode 0700); entries are copied to the persistent
 // directory sealed with an HMAC under a per-device key kept outside it, and only entries
-// whose seal verifies are copied back at start.
+// whose seal verifies are copied back at start. A sealed index says which module (the
+// sha256 of its wasm) each entry was compiled from, so that Runtime.RetainCompiled can drop
+// the code of versions the device no longer keeps.
 //
 // Package sandbox does not fetch, verify signatures, or schedule events: see package agent.
 package sandbox

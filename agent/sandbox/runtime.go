@@ -2,6 +2,8 @@ package sandbox
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
@@ -85,6 +87,20 @@ func (r *Runtime) Close(ctx context.Context) error {
 	return err
 }
 
+// RetainCompiled removes from the compilation cache the code of every module whose sha256
+// (hex, of the wasm given to Load) is not in keep, and code whose module it does not know:
+// the cache keeps a version for a quick start after a restart, and a device updated often
+// would otherwise keep every version it ever ran. Modules loaded already keep running; one
+// loaded again later is compiled again. It returns how many entries it removed.
+func (r *Runtime) RetainCompiled(keep map[string]bool) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cache == nil || r.closed {
+		return 0, nil
+	}
+	return r.cache.retain(keep)
+}
+
 // Load checks a module against its manifest and the device policy, instruments and compiles
 // it. A nil manifest means modules.Default: nothing granted, default limits. The wasm must
 // already be verified; Load trusts nothing but checks everything.
@@ -122,7 +138,8 @@ func (r *Runtime) Load(ctx context.Context, wasm []byte, m *modules.Manifest) (*
 	}
 	compiled, err := r.rt.CompileModule(ctx, inst.Wasm)
 	if err == nil && r.cache != nil {
-		if serr := r.cache.sync(); serr != nil {
+		sum := sha256.Sum256(wasm)
+		if serr := r.cache.sync(hex.EncodeToString(sum[:])); serr != nil {
 			r.cfg.Log.Warn().Err(serr).Msg("could not persist compiled code; it will be compiled again next start")
 		}
 	}

@@ -2,6 +2,8 @@ package sandbox
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -437,11 +439,12 @@ func TestCacheSurvivesRestartAndRejectsForgery(t *testing.T) {
 	}
 }
 
+// cacheEntries lists the compiled code in a cache directory (not its index).
 func cacheEntries(t *testing.T, dir string) []string {
 	t.Helper()
 	var out []string
 	filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
-		if err == nil && !info.IsDir() {
+		if err == nil && !info.IsDir() && info.Name() != indexName {
 			out = append(out, p)
 		}
 		return nil
@@ -563,5 +566,66 @@ func TestDeadlineHoldsForHostCalls(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// The cache keeps what RetainCompiled is told to keep, across restarts (its index of which
+// module each entry came from is sealed too), and removes the rest; a module already loaded
+// keeps running after its code left the cache. An index that does not verify makes every
+// entry nobody's, so the next RetainCompiled removes them: a forger can only cost a compile.
+func TestCacheRetainCompiled(t *testing.T) {
+	base := t.TempDir()
+	cacheDir := filepath.Join(base, "cache")
+	cfg := Config{CacheDir: cacheDir, WorkDir: base}
+	a := wat(t, handlerWAT("", "(i32.const 0)"))
+	b := wat(t, handlerWAT("", "(i32.const 1)"))
+	digest := func(wasm []byte) string { s := sha256.Sum256(wasm); return hex.EncodeToString(s[:]) }
+	m := manifest(t, echoManifest)
+
+	r := newRuntime(t, cfg)
+	load(t, r, a, m)
+	modB := load(t, r, b, m)
+	if got := cacheEntries(t, cacheDir); len(got) != 2 {
+		t.Fatalf("%d entries after loading two modules, want 2: %v", len(got), got)
+	}
+	if n, err := r.RetainCompiled(map[string]bool{digest(a): true}); n != 1 || err != nil {
+		t.Fatalf("RetainCompiled(a) removed %d, %v; want 1", n, err)
+	}
+	if got := cacheEntries(t, cacheDir); len(got) != 1 {
+		t.Fatalf("%d entries after keeping one module, want 1: %v", len(got), got)
+	}
+	if _, err := modB.Handle(context.Background(), Event{}); !errors.Is(err, ErrHandler) {
+		t.Fatalf("b after its code left the cache: %v, want its handler's failure", err)
+	}
+	r.Close(context.Background())
+
+	r2 := newRuntime(t, cfg)
+	if n, err := r2.RetainCompiled(map[string]bool{digest(a): true}); n != 0 || err != nil {
+		t.Fatalf("after a restart, RetainCompiled(a) removed %d, %v; want 0", n, err)
+	}
+	load(t, r2, b, m)
+	if got := cacheEntries(t, cacheDir); len(got) != 2 {
+		t.Fatalf("%d entries after loading b again, want 2", len(got))
+	}
+	r2.Close(context.Background())
+
+	index := filepath.Join(cacheDir, indexName)
+	raw, err := os.ReadFile(index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[len(raw)-2] ^= 0x01
+	if err := os.WriteFile(index, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r3 := newRuntime(t, cfg)
+	if _, err := os.Stat(index); err == nil {
+		t.Fatal("a forged index was kept")
+	}
+	if n, err := r3.RetainCompiled(map[string]bool{digest(a): true, digest(b): true}); n != 2 || err != nil {
+		t.Fatalf("after a forged index, RetainCompiled removed %d, %v; want both entries", n, err)
+	}
+	if got := cacheEntries(t, cacheDir); len(got) != 0 {
+		t.Fatalf("%d entries left, want none", len(got))
 	}
 }
