@@ -49,15 +49,18 @@ type Agent struct {
 	rt      *sandbox.Runtime
 	sess    *session
 
-	mu          sync.Mutex
-	trust       *signing.Trust
-	sources     map[string]*signing.Desired // verified desired state by source
-	active      map[string]*running         // by module name
-	installing  map[string]bool             // modules with an install in progress
-	retry       map[string]backoff          // modules whose last install failed and may succeed later
-	refused     map[string]refusal          // modules whose target was refused for good
-	desiredIn   chan inbound                // desired-state messages, verified in arrival order
-	redelivered *redeliveries               // MQTT messages the broker sent again
+	mu         sync.Mutex
+	trust      *signing.Trust
+	sources    map[string]*signing.Desired // verified desired state by source
+	active     map[string]*running         // by module name
+	installing map[string]bool             // modules with an install in progress
+	// installs hold collecting for reading for their whole length, gc for writing: what an
+	// install has downloaded, stored or compiled but not yet recorded is never collected.
+	collecting  sync.RWMutex
+	retry       map[string]backoff // modules whose last install failed and may succeed later
+	refused     map[string]refusal // modules whose target was refused for good
+	desiredIn   chan inbound       // desired-state messages, verified in arrival order
+	redelivered *redeliveries      // MQTT messages the broker sent again
 	lastError   string
 	wake        chan struct{} // asks the updater to reconcile
 	ctx         context.Context

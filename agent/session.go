@@ -318,21 +318,20 @@ func (s *session) publishNow(ctx context.Context, topic string, payload []byte, 
 // One at a time would cap the agent at one message per round trip to the broker.
 const outboxWindow = 32
 
-// sending is an outbox message in the window: tok is nil until it is published on the
-// current connection.
+// sending is an outbox message in the window: tok is nil until it is handed to paho.
 type sending struct {
 	m   outMsg
 	tok mqtt.Token
 }
 
 // drain sends outbox messages while connected, in order, with up to outboxWindow of them
-// awaiting acknowledgement. When one is not acknowledged (the connection dropped, or the
-// broker did not answer in time), every unacknowledged message of the window is published
-// again, in order, once connected: at least once, never silently lost.
+// awaiting acknowledgement. A message paho took (gave a packet id and stored) is paho's to
+// send again: with a persistent session, its token stays pending across a lost connection
+// and completes when the next connection's resume sends the message again (in the order
+// stored, see orderedStore). Only a message paho did not take (not connected, say) is
+// published again, once connected. Nothing is dropped, and nothing is sent twice by both.
 func (s *session) drain(ctx context.Context) {
 	var window []sending
-	timer := time.NewTimer(0)
-	defer timer.Stop()
 	for {
 		if len(window) == 0 {
 			select {
@@ -365,28 +364,22 @@ func (s *session) drain(ctx context.Context) {
 		if len(window) < outboxWindow {
 			more = s.outbox
 		}
-		timer.Reset(s.opts.ConnectTimeout + time.Second)
 		head := window[0].tok
-		failed := false
 		select {
 		case <-ctx.Done():
 			return
 		case m := <-more:
 			window = append(window, sending{m, s.send(m)})
+			continue
 		case <-head.Done():
 			if head.Error() == nil {
 				window = slices.Delete(window, 0, 1)
 				s.unacked.Add(-1)
-			} else {
-				failed = true
+				continue
 			}
-		case <-timer.C:
-			failed = true
 		}
-		if !failed {
-			continue
-		}
-		// Keep what the broker did not acknowledge, to publish again once connected.
+		// paho refused the head: drop what was acknowledged meanwhile, keep waiting for
+		// what paho holds, and publish the refused ones again once connected.
 		window = slices.DeleteFunc(window, func(e sending) bool {
 			select {
 			case <-e.tok.Done():
@@ -399,12 +392,12 @@ func (s *session) drain(ctx context.Context) {
 			return false
 		})
 		for i := range window {
-			window[i].tok = nil
+			select {
+			case <-window[i].tok.Done():
+				window[i].tok = nil // refused, so done with an error
+			default:
+			}
 		}
-		if ctx.Err() != nil {
-			return
-		}
-		// Wait for the connection to drop and come back, or for it to recover.
 		select {
 		case <-ctx.Done():
 			return

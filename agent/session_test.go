@@ -16,8 +16,9 @@ import (
 
 // TestSessionOutbox sends through a session's outbox to a real Mosquitto. Connected, 2,000
 // messages published at once arrive in order, each once, with many in flight at a time.
-// When the broker stops mid-stream, what was in flight is sent again: every message arrives,
-// in order of first arrival. With the broker stopped the outbox holds exactly its bound, messages taken into the
+// When the broker stalls (SIGSTOP) for longer than the session's connect timeout, they
+// still arrive once each. When the broker stops mid-stream, what was in flight is sent
+// again: every message arrives, in order of first arrival, at most twice. With the broker stopped the outbox holds exactly its bound, messages taken into the
 // window included, and drops the rest, counted. Once the broker is back every kept message
 // arrives, in order of first arrival, and nothing is left unacknowledged.
 func TestSessionOutbox(t *testing.T) {
@@ -46,7 +47,7 @@ func TestSessionOutbox(t *testing.T) {
 	}
 
 	s := newSession(sessionOptions{Brokers: []string{mq.URL()}, ClientID: "outbox-session",
-		KeepAlive: 2 * time.Second, ConnectTimeout: 2 * time.Second,
+		KeepAlive: 10 * time.Second, ConnectTimeout: 500 * time.Millisecond,
 		BackoffMin: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond, OutboxSize: bound},
 		zerolog.Nop(), func(in inbound) { in.ack() }, func() {})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -82,12 +83,39 @@ func TestSessionOutbox(t *testing.T) {
 		return out
 	}
 
-	// Stopped mid-stream: what was in flight is sent again after the restart.
+	copies := func() (most int) {
+		n := map[string]int{}
+		for _, m := range received() {
+			n[m]++
+			most = max(most, n[m])
+		}
+		return most
+	}
+
+	// The broker stalls, its connections open, for longer than the session waits for a
+	// connection: the publishes in flight are paho's, and arrive once each when it wakes.
+	stallFrom := len(want)
+	for i := 10000; i < 10200; i++ {
+		s.publish("out/a", []byte(msg(i)), false)
+		want = append(want, msg(i))
+	}
+	mq.Pause()
+	time.Sleep(2 * time.Second) // the stall itself: four times ConnectTimeout
+	mq.Resume()
+	waitFor(t, 20*time.Second, func() bool { return len(received()) >= len(want) && s.queued() == 0 },
+		func() string {
+			return fmt.Sprintf("200 messages after a stall: %d arrived, %d queued", len(received())-stallFrom, s.queued())
+		})
+	if r := received(); !slices.Equal(r, want) || copies() != 1 {
+		t.Fatalf("after a stall: %d arrivals for %d messages, most copies of one %d (want each once, in order)", len(r), len(want), copies())
+	}
+
+	// Stopped mid-stream: what was in flight is sent again after the restart, once by paho.
 	for i := 2000; i < 4000; i++ {
 		s.publish("out/a", []byte(msg(i)), false)
 		want = append(want, msg(i))
 	}
-	waitFor(t, 20*time.Second, func() bool { return len(received()) >= 2500 }, func() string { return "500 of the second 2000" })
+	waitFor(t, 20*time.Second, func() bool { return len(received()) >= 2700 }, func() string { return "500 of the second 2000" })
 	mq.Stop()
 	mq.Start()
 	waitFor(t, 30*time.Second, func() bool { return len(firstArrivals()) >= len(want) && s.queued() == 0 },
@@ -97,6 +125,9 @@ func TestSessionOutbox(t *testing.T) {
 	if r := firstArrivals(); !slices.Equal(r, want) {
 		d := firstDiff(r, want)
 		t.Fatalf("stopped mid-stream: %d distinct messages, not the %d sent in order (first difference at %d: %v)", len(r), len(want), d, r[max(d-3, 0):min(d+12, len(r))])
+	}
+	if c := copies(); c > 2 {
+		t.Fatalf("stopped mid-stream: a message arrived %d times, want at most twice", c)
 	}
 
 	mq.Stop()
@@ -117,6 +148,9 @@ func TestSessionOutbox(t *testing.T) {
 		})
 	if r := firstArrivals(); !slices.Equal(r, want) {
 		t.Fatalf("after the restart: %d distinct messages, not the %d kept in order (first difference at %d)", len(r), len(want), firstDiff(r, want))
+	}
+	if c := copies(); c > 2 {
+		t.Fatalf("after the restart: a message arrived %d times, want at most twice", c)
 	}
 	t.Logf("%d messages arrived in all, %d of them a second time", len(received()), len(received())-len(want))
 }

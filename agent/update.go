@@ -298,7 +298,9 @@ func (a *Agent) reconcile(ctx context.Context) (next time.Time) {
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
+			a.collecting.RLock()
 			permanent, err := a.install(ctx, name, t)
+			a.collecting.RUnlock()
 			a.mu.Lock()
 			delete(a.installing, name)
 			switch {
@@ -775,14 +777,18 @@ func (a *Agent) publishOutput(m sandbox.Message) {
 }
 
 // gc removes blobs and releases no module refers to any more, and their compiled code. It
-// waits for a quiet moment: while an install runs, its download and its not yet activated
-// blob must stay.
+// waits for a quiet moment: while an install runs, its download, its not yet activated blob
+// and its compiled code must stay (collecting keeps installs and gc apart).
 func (a *Agent) gc() {
+	if !a.collecting.TryLock() {
+		return // an install is running; the next gc collects
+	}
+	defer a.collecting.Unlock()
 	a.mu.Lock()
 	busy := len(a.installing) > 0
 	a.mu.Unlock()
 	if busy {
-		return
+		return // about to start: it would wait for this gc, but need not
 	}
 	if n, err := a.store.GC(nil); err != nil {
 		a.log.Warn().Err(err).Msg("collect unused blobs")
@@ -792,8 +798,10 @@ func (a *Agent) gc() {
 	// The compiled code of the same releases: the active and previous of each module.
 	keep := map[string]bool{}
 	for _, m := range a.store.State().Modules {
-		keep[m.Active.SHA256] = true
-		if m.Previous != nil {
+		if m.Active.SHA256 != "" {
+			keep[m.Active.SHA256] = true
+		}
+		if m.Previous != nil && m.Previous.SHA256 != "" {
 			keep[m.Previous.SHA256] = true
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -189,6 +190,24 @@ func (m *Mosquitto) Start() { m.srv.t.Helper(); m.srv.start() }
 
 // Running reports whether the broker process is alive.
 func (m *Mosquitto) Running() bool { return m.srv.running() }
+
+// Pause stops the broker process (SIGSTOP) without closing anything: its clients stay
+// connected to a broker that answers nothing, as to one swapping or stalled on its disk.
+// Resume continues it.
+func (m *Mosquitto) Pause() {
+	m.srv.t.Helper()
+	if err := m.srv.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		m.srv.t.Fatalf("testenv: pause mosquitto: %v", err)
+	}
+}
+
+// Resume continues a paused broker (SIGCONT).
+func (m *Mosquitto) Resume() {
+	m.srv.t.Helper()
+	if err := m.srv.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		m.srv.t.Fatalf("testenv: resume mosquitto: %v", err)
+	}
+}
 
 // CPU returns the user + system time the running broker process has used.
 func (m *Mosquitto) CPU() (time.Duration, error) {
