@@ -467,10 +467,8 @@ func (e *Env) stop() error {
 		}
 		e.ctlDone = nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
 	if e.http != nil {
-		if err := e.http.Shutdown(ctx); err != nil {
+		if err := shutdown(e.http); err != nil {
 			errs = append(errs, fmt.Errorf("dashboard: %w", err))
 		}
 		<-e.httpErr
@@ -483,7 +481,7 @@ func (e *Env) stop() error {
 		e.broker = nil
 	}
 	if e.store != nil {
-		if err := e.store.close(ctx); err != nil {
+		if err := e.store.close(); err != nil {
 			errs = append(errs, fmt.Errorf("s3 store: %w", err))
 		}
 		e.mu.Lock()
@@ -492,6 +490,24 @@ func (e *Env) stop() error {
 		e.mu.Unlock()
 	}
 	return errors.Join(errs...)
+}
+
+// shutdownGrace is how long a server of the dev environment lets requests in flight finish
+// when it stops.
+const shutdownGrace = time.Second
+
+// shutdown stops srv, letting requests in flight finish for shutdownGrace, then closes what
+// is still open. By then every client of the environment has stopped; what remains is a
+// client that went away mid-request, or one that connected and never sent a request, for
+// which net/http's Shutdown would wait 5 s, so it is not an error.
+func shutdown(srv *http.Server) error {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	err := srv.Shutdown(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = srv.Close()
+	}
+	return err
 }
 
 // topics are the wasmfleet topics (default prefix).

@@ -11,6 +11,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -586,4 +587,46 @@ func rolloutIDs(t *testing.T, e *devenv.Env) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// Close stops the environment promptly and without an error while clients it does not
+// know hold connections to its servers: one to the S3 store that never sent a request (for
+// which net/http's Shutdown waits 5 s), and one to the dashboard in the middle of a request
+// line. CI once saw `wasmfleet dev --for 1s` fail with "s3 store: context deadline exceeded".
+func TestCloseWithClientsLeftOpen(t *testing.T) {
+	clearFleetEnv(t)
+	dir := filepath.Join(t.TempDir(), devenv.DefaultDir)
+	e, err := devenv.Open(context.Background(), devenv.Config{Dir: dir, Log: zerolog.New(zerolog.NewTestWriter(t))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(context.Background()); err != nil {
+		e.Close()
+		t.Fatal(err)
+	}
+	info := e.Info()
+	silent, err := net.Dial("tcp", info.S3Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	u, err := url.Parse(info.Dashboard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	partial, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer partial.Close()
+	if _, err := partial.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	if err := e.Close(); err != nil {
+		t.Fatalf("Close with clients left open: %v", err)
+	}
+	if took := time.Since(began); took > 4500*time.Millisecond {
+		t.Errorf("Close took %v", took)
+	}
 }

@@ -1,7 +1,6 @@
 package devenv
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -69,9 +68,9 @@ func startStore(ln net.Listener, path, bucket string, log zerolog.Logger) (*obje
 	return s, nil
 }
 
-// close stops serving (letting requests in flight finish, up to ctx) and closes the file.
-func (s *objectStore) close(ctx context.Context) error {
-	err := s.srv.Shutdown(ctx)
+// close stops serving (letting requests in flight finish, see shutdown) and closes the file.
+func (s *objectStore) close() error {
+	err := shutdown(s.srv)
 	if serr := <-s.done; !errors.Is(serr, http.ErrServerClosed) && err == nil {
 		err = serr
 	}
