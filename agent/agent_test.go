@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -69,14 +68,9 @@ func TestSignedReleaseRunsAndReports(t *testing.T) {
 	}
 	// Memory: the process's resident set holds the Go runtime's mapped memory, which holds
 	// the heap's objects.
-	memory := map[string]float64{}
-	for _, name := range []string{"process_resident_memory_bytes", "go_memory_mapped_bytes", "go_memory_heap_objects_bytes"} {
-		_, rest, ok := strings.Cut(string(body), "\n"+name+" ")
-		v, err := strconv.ParseFloat(strings.SplitN(rest, "\n", 2)[0], 64)
-		if !ok || err != nil {
-			t.Fatalf("/metrics lacks %s:\n%s", name, body)
-		}
-		memory[name] = v
+	memory, err := readMetrics(cfg.Metrics.Listen)
+	if err != nil {
+		t.Fatal(err)
 	}
 	if rss, mapped, heap := memory["process_resident_memory_bytes"], memory["go_memory_mapped_bytes"], memory["go_memory_heap_objects_bytes"]; heap < 1<<10 || mapped < heap || rss < 1<<20 {
 		t.Errorf("memory metrics: resident %.0f, Go mapped %.0f, heap objects %.0f", rss, mapped, heap)

@@ -1,10 +1,8 @@
 package agent
 
 import (
-	"bufio"
 	"flag"
 	"fmt"
-	"net/http"
 	"os"
 	"runtime"
 	"strconv"
@@ -184,21 +182,10 @@ func idleRSS(t *testing.T, p *testenv.Process, metricsAddr string) memSplit {
 		}
 		last = now
 	}
-	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	m, err := readMetrics(metricsAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		name, v, _ := strings.Cut(sc.Text(), " ")
-		n, _ := strconv.ParseInt(v, 10, 64)
-		switch name {
-		case "go_memory_mapped_bytes":
-			last.goMapped = n
-		case "go_memory_heap_objects_bytes":
-			last.goHeap = n
-		}
-	}
+	last.goMapped, last.goHeap = int64(m["go_memory_mapped_bytes"]), int64(m["go_memory_heap_objects_bytes"])
 	return last
 }

@@ -129,20 +129,42 @@ func sampleAgent(p *testenv.Process, metricsAddr string) (procSample, error) {
 		return s, err
 	}
 	s.rss, s.fds = st.RSS, st.FDs
-	c := http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get("http://" + metricsAddr + "/metrics")
+	m, err := readMetrics(metricsAddr)
 	if err != nil {
-		return s, fmt.Errorf("read /metrics: %w", err)
+		return s, err
+	}
+	v, ok := m["go_goroutines"]
+	if !ok {
+		return s, fmt.Errorf("/metrics has no go_goroutines")
+	}
+	s.goroutines = int(v)
+	return s, nil
+}
+
+// readMetrics reads an agent's /metrics at addr: each sample's value by its name (with its
+// labels, as written).
+func readMetrics(addr string) (map[string]float64, error) {
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return nil, fmt.Errorf("read /metrics: %w", err)
 	}
 	defer resp.Body.Close()
+	m := map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "go_goroutines "); ok {
-			s.goroutines, err = strconv.Atoi(v)
-			return s, err
+		line := sc.Text()
+		i := strings.LastIndexByte(line, ' ')
+		if strings.HasPrefix(line, "#") || i < 0 {
+			continue
 		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			return nil, fmt.Errorf("/metrics: %q: %w", line, err)
+		}
+		m[line[:i]] = v
 	}
-	return s, fmt.Errorf("/metrics has no go_goroutines")
+	return m, sc.Err()
 }
 
 // sampler reads an agent process every interval until stopped.

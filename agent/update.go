@@ -795,17 +795,8 @@ func (a *Agent) gc() {
 	} else if n > 0 {
 		a.log.Debug().Int("removed", n).Msg("collected unused blobs")
 	}
-	// The compiled code of the same releases: the active and previous of each module.
-	keep := map[string]bool{}
-	for _, m := range a.store.State().Modules {
-		if m.Active.SHA256 != "" {
-			keep[m.Active.SHA256] = true
-		}
-		if m.Previous != nil && m.Previous.SHA256 != "" {
-			keep[m.Previous.SHA256] = true
-		}
-	}
-	if n, err := a.rt.RetainCompiled(keep); err != nil {
+	// The compiled code of the same releases.
+	if n, err := a.rt.RetainCompiled(a.store.State().Kept()); err != nil {
 		a.log.Warn().Err(err).Msg("collect unused compiled code")
 	} else if n > 0 {
 		a.log.Debug().Int("removed", n).Msg("collected unused compiled code")

@@ -110,50 +110,71 @@ func (c *sealedCache) opened(rel string, raw []byte) ([]byte, bool) {
 	return raw[n:], true
 }
 
-// unseal copies every entry of dir whose seal verifies into work, and deletes the rest. It
-// reads the index of owners too; one that does not verify is deleted, and the entries it
-// named count as nobody's (the next retain removes them).
+// unseal copies every entry of dir whose seal verifies into work, and deletes the rest; then
+// it reads the index of owners (see readIndex).
 func (c *sealedCache) unseal() error {
-	return filepath.WalkDir(c.dir, func(path string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(c.dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return fmt.Errorf("compilation cache: %w", err)
-		}
-		if d.IsDir() {
-			return nil
 		}
 		rel, _ := filepath.Rel(c.dir, path)
-		raw, err := os.ReadFile(path)
-		if err != nil {
-			return fmt.Errorf("compilation cache: %w", err)
-		}
-		content, ok := c.opened(rel, raw)
-		if ok && rel == indexName {
-			ok = json.Unmarshal(content, &c.owners) == nil
-		}
-		if !ok {
-			c.log.Warn().Str("entry", rel).Msg("compilation cache entry has no valid seal; deleting it")
-			if err := os.Remove(path); err != nil {
-				return fmt.Errorf("compilation cache: %w", err)
-			}
-			if rel == indexName {
-				c.owners = map[string]string{}
-			}
+		if d.IsDir() || rel == indexName {
 			return nil
 		}
-		if rel == indexName {
-			return nil
+		content, ok, err := c.readSealed(rel)
+		if err != nil || !ok {
+			return err
 		}
-		raw = content
 		dst := filepath.Join(c.work, rel)
 		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 			return fmt.Errorf("compilation cache: %w", err)
 		}
-		if err := os.WriteFile(dst, raw, 0o600); err != nil {
+		if err := os.WriteFile(dst, content, 0o600); err != nil {
 			return fmt.Errorf("compilation cache: %w", err)
 		}
 		c.known[rel] = true
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	return c.readIndex()
+}
+
+// readIndex reads the owners of the entries. An index that is missing or does not verify
+// leaves every entry nobody's (the next retain removes them); one that does not verify is
+// deleted.
+func (c *sealedCache) readIndex() error {
+	content, ok, err := c.readSealed(indexName)
+	if err != nil || !ok {
+		return err
+	}
+	if err := json.Unmarshal(content, &c.owners); err != nil {
+		c.log.Warn().Err(err).Msg("compilation cache index is not valid; entries count as nobody's")
+		c.owners = map[string]string{}
+	}
+	return nil
+}
+
+// readSealed reads dir's file rel and returns its content if its seal verifies. A file that
+// does not verify is deleted (ok false, no error); a missing one is ok false too.
+func (c *sealedCache) readSealed(rel string) (content []byte, ok bool, err error) {
+	path := filepath.Join(c.dir, rel)
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("compilation cache: %w", err)
+	}
+	if content, ok = c.opened(rel, raw); ok {
+		return content, true, nil
+	}
+	c.log.Warn().Str("entry", rel).Msg("compilation cache entry has no valid seal; deleting it")
+	if err := os.Remove(path); err != nil {
+		return nil, false, fmt.Errorf("compilation cache: %w", err)
+	}
+	return nil, false, nil
 }
 
 // sync seals entries wazero has added to work since the last call, as compiled from the

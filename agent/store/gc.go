@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,14 +35,7 @@ func (s *Store) GC(keep map[string]bool) (removed int, err error) {
 	if s.closed {
 		return 0, fmt.Errorf("gc: %w", ErrClosed)
 	}
-	for _, m := range s.state.Modules {
-		if m.Active.SHA256 != "" {
-			live[m.Active.SHA256] = true
-		}
-		if m.Previous != nil {
-			live[m.Previous.SHA256] = true
-		}
-	}
+	maps.Copy(live, s.state.Kept())
 
 	var errs []error
 	sweep := func(dir string, digestOf func(name string) (string, bool)) {

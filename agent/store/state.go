@@ -50,6 +50,21 @@ type State struct {
 	Modules map[string]ModuleState `json:"modules"`
 }
 
+// Kept returns the digests of the releases the state refers to: each module's Active and
+// Previous. These are what the store keeps, and the compiled code worth keeping.
+func (s State) Kept() map[string]bool {
+	kept := map[string]bool{}
+	for _, m := range s.Modules {
+		if m.Active.SHA256 != "" {
+			kept[m.Active.SHA256] = true
+		}
+		if m.Previous != nil && m.Previous.SHA256 != "" {
+			kept[m.Previous.SHA256] = true
+		}
+	}
+	return kept
+}
+
 // ModuleState is what the device runs for one module, what it falls back to, and what
 // failed.
 type ModuleState struct {
