@@ -27,11 +27,12 @@ type footprintModule struct{ name, topic, payload string }
 // idle, and again once each has handled 100 events and the agent is idle again. Two sets:
 // threshold-alert and c-to-f (C) with echo (WAT); and threshold-alert, c-to-f and the Go
 // moving-average, whose compilation alone makes some 60 MiB of garbage. The goal (issue 8)
-// is 15 MiB; the test fails when the memory right after installing is above bounds some
-// 25% over what was measured when it was written (24 and 48 MiB), which catches the agent
-// keeping a compilation's garbage (101 MiB with the Go module before it handed it back). The figures, split into anonymous memory
-// and file pages (the binary's own code and data), go to the log and, with -footprint-out,
-// to a file that make bench adds to docs/BENCHMARKS.md's table.
+// is 15 MiB, and the test holds the first set to it right after installing; the set with
+// the Go module must stay under 40 MiB, some 25% over what it measured when the bound was
+// set, which catches the agent keeping a compilation's garbage (101 MiB before it handed it
+// back) or the code pages that installing ran (some 6 MiB). The figures, split into
+// anonymous memory and file pages (the binary's own code and data), go to the log and, with
+// -footprint-out, to a file that make bench adds to docs/BENCHMARKS.md's table.
 func TestIdleFootprint(t *testing.T) {
 	flags, err := crossBuildFlags()
 	if err != nil {
@@ -45,8 +46,8 @@ func TestIdleFootprint(t *testing.T) {
 		mods  []footprintModule
 		bound float64 // MiB
 	}{
-		{"c-wat", []footprintModule{temperature, celsius, {"echo", "echo-in/{device}", `{"n": %d}`}}, 24},
-		{"with-go", []footprintModule{temperature, celsius, {"moving-average", "sensors/{device}/temperature", `{"value": %d.5}`}}, 48},
+		{"c-wat", []footprintModule{temperature, celsius, {"echo", "echo-in/{device}", `{"n": %d}`}}, 15},
+		{"with-go", []footprintModule{temperature, celsius, {"moving-average", "sensors/{device}/temperature", `{"value": %d.5}`}}, 40},
 	}
 	var lines strings.Builder
 	for _, set := range sets {

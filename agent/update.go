@@ -21,6 +21,7 @@ import (
 	"github.com/wasmfleet/wasmfleet/agent/sandbox"
 	"github.com/wasmfleet/wasmfleet/agent/store"
 	"github.com/wasmfleet/wasmfleet/internal/atomicfile"
+	"github.com/wasmfleet/wasmfleet/internal/residency"
 	"github.com/wasmfleet/wasmfleet/protocol/objects"
 	"github.com/wasmfleet/wasmfleet/protocol/report"
 	"github.com/wasmfleet/wasmfleet/signing"
@@ -559,7 +560,7 @@ func (a *Agent) activate(name string, t target, mod *sandbox.Module, judge bool)
 		a.log.Error().Err(err).Str("module", name).Msg("record activation")
 	}
 	a.updateFilters()
-	go retire(old)
+	go a.retire(old)
 	a.event(report.Event{Kind: report.EventActivated, Module: name, Version: t.ref.Version, Rollout: t.rollout, Source: t.source, Sequence: t.sequence})
 	a.log.Info().Str("module", name).Str("version", t.ref.Version).Str("state", status).Msg("module activated")
 	a.statusChanged()
@@ -573,12 +574,20 @@ func (a *Agent) activate(name string, t target, mod *sandbox.Module, judge bool)
 // done, and then hands the memory it and the new version's compilation freed back to the
 // OS. Compiling a module leaves garbage several times its size (a Go module: some 60 MiB,
 // TestIdleFootprint), which the Go runtime would otherwise return only over minutes; a
-// device may well need it sooner.
-func retire(r *running) {
+// device may well need it sooner. So are the agent's own code pages that verifying,
+// downloading and compiling ran (residency.ReleaseCode), which the kernel would otherwise
+// leave mapped for the life of the process.
+func (a *Agent) retire(r *running) {
 	if r != nil {
 		r.stop()
 	}
 	debug.FreeOSMemory()
+	released, err := residency.ReleaseCode()
+	if err != nil {
+		a.log.Warn().Err(err).Msg("release code pages")
+		return
+	}
+	a.log.Debug().Int64("bytes", released).Msg("released code pages")
 }
 
 // judge waits for a health window's verdict and acts on it.
@@ -657,7 +666,7 @@ func (a *Agent) rollback(name string, bad *running, t target, v verdict) {
 		log.Error().Err(err).Msg("record rollback")
 	}
 	a.updateFilters()
-	go retire(bad)
+	go a.retire(bad)
 	log.Warn().Str("to", prev.Version).Str("reason", v.reason).Msg("rolled back")
 	a.event(report.Event{Kind: report.EventRolledBack, Module: name, Version: t.ref.Version, Rollout: t.rollout, Source: t.source,
 		Reason: reason, ErrorKind: v.kind})
@@ -719,6 +728,7 @@ func (a *Agent) restore(ctx context.Context) {
 		a.mu.Unlock()
 		a.log.Info().Str("module", name).Str("version", ms.Active.Version).Msg("module restored")
 	}
+	go a.retire(nil)
 	_ = ctx
 }
 

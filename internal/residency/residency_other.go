@@ -1,0 +1,6 @@
+//go:build !linux
+
+package residency
+
+// ReleaseCode does nothing outside Linux.
+func ReleaseCode() (int64, error) { return 0, nil }
