@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
@@ -55,16 +56,103 @@ func openBrokerConn(u *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &bufferedConn{Conn: conn, r: bufio.NewReaderSize(conn, connReadBuffer)}, nil
+	return newBufferedConn(conn), nil
 }
 
-// bufferedConn is a net.Conn whose reads go through a buffer.
+// bufferedConn is a net.Conn whose reads go through a buffer and whose writes are
+// coalesced: Write queues the bytes and returns, and one goroutine writes whatever has
+// queued in a single write. paho writes each packet (a publish, an acknowledgement) with
+// its own Write from one goroutine, so unqueued every packet is a write syscall and a TCP
+// segment for the broker to take in; under load the queue sends dozens in one. Like the
+// kernel's socket buffer, a Write that returned may still fail to arrive: the next Write
+// returns the error, and paho's store sends unacknowledged publishes again after
+// reconnecting. Write blocks while connWriteQueue bytes are unwritten (the broker is slow to
+// read), and Close sends what is queued first, within connCloseFlush.
 type bufferedConn struct {
 	net.Conn
 	r *bufio.Reader
+
+	mu       sync.Mutex
+	drained  *sync.Cond // signalled when a write ends
+	queued   []byte     // bytes accepted, not yet handed to the writer
+	spare    []byte     // the writer's previous batch, reused
+	writing  bool       // the writer goroutine is running
+	inflight int        // the size of the batch it is writing
+	err      error      // the first write error; every later Write returns it
+	closed   bool
+}
+
+// connWriteQueue bounds what a bufferedConn holds unwritten; connCloseFlush is how long
+// Close waits for it to be written.
+const (
+	connWriteQueue = 64 << 10
+	connCloseFlush = time.Second
+)
+
+func newBufferedConn(conn net.Conn) *bufferedConn {
+	c := &bufferedConn{Conn: conn, r: bufio.NewReaderSize(conn, connReadBuffer)}
+	c.drained = sync.NewCond(&c.mu)
+	return c
 }
 
 func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+func (c *bufferedConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.err == nil && !c.closed && len(c.queued)+c.inflight >= connWriteQueue {
+		c.drained.Wait()
+	}
+	switch {
+	case c.err != nil:
+		return 0, c.err
+	case c.closed:
+		return 0, net.ErrClosed
+	}
+	c.queued = append(c.queued, p...)
+	if !c.writing {
+		c.writing = true
+		go c.write()
+	}
+	return len(p), nil
+}
+
+// write sends what is queued until the queue is empty.
+func (c *bufferedConn) write() {
+	c.mu.Lock()
+	for len(c.queued) > 0 && c.err == nil {
+		batch := c.queued
+		c.queued = c.spare[:0]
+		c.inflight = len(batch)
+		c.mu.Unlock()
+		_, err := c.Conn.Write(batch)
+		c.mu.Lock()
+		c.spare, c.inflight = batch, 0
+		if err != nil {
+			c.err = err
+		}
+		c.drained.Broadcast()
+	}
+	c.writing = false
+	c.drained.Broadcast()
+	c.mu.Unlock()
+}
+
+// Close sends what is queued (paho's DISCONNECT, typically), waiting at most
+// connCloseFlush, and closes the connection.
+func (c *bufferedConn) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	if c.writing {
+		t := time.AfterFunc(connCloseFlush, func() { c.Conn.Close() })
+		for c.writing {
+			c.drained.Wait()
+		}
+		t.Stop()
+	}
+	c.mu.Unlock()
+	return c.Conn.Close()
+}
 
 // orderedStore is paho's in-memory store of messages awaiting the broker, except that All
 // lists keys in the order they were stored. After a reconnection paho sends the stored
