@@ -25,7 +25,7 @@ const connReadBuffer = 8 << 10
 // mqtts) and buffers what is read from it. paho reads every packet's fixed header a byte at
 // a time from the connection: unbuffered, that is four or more read syscalls a packet, most
 // of the agent's cost per event on a busy broker.
-func openBrokerConn(u *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
+func openBrokerConn(u *url.URL, o mqtt.ClientOptions) (*bufferedConn, error) {
 	d := o.Dialer
 	if d == nil {
 		d = &net.Dialer{Timeout: o.ConnectTimeout}
@@ -56,7 +56,7 @@ func openBrokerConn(u *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newBufferedConn(conn), nil
+	return newBufferedConn(conn, o.WriteTimeout), nil
 }
 
 // bufferedConn is a net.Conn whose reads go through a buffer and whose writes are
@@ -66,11 +66,20 @@ func openBrokerConn(u *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
 // segment for the broker to take in; under load the queue sends dozens in one. Like the
 // kernel's socket buffer, a Write that returned may still fail to arrive: the next Write
 // returns the error, and paho's store sends unacknowledged publishes again after
-// reconnecting. Write blocks while connWriteQueue bytes are unwritten (the broker is slow to
-// read), and Close sends what is queued first, within connCloseFlush.
+// reconnecting.
+//
+// Write blocks while connWriteQueue bytes are unwritten (the broker is slow to read). The
+// write timeout is the connection's own: each write of a batch must end within it, and a
+// batch that does not fails every later Write, which paho takes for a lost connection.
+// (paho's write deadlines, set around each Write, would bound only the queueing, so they
+// are ignored.) Close sends what is queued first (paho's DISCONNECT, typically), and closes
+// the connection once that is written or has failed; done is closed then.
 type bufferedConn struct {
 	net.Conn
-	r *bufio.Reader
+	r            *bufio.Reader
+	writeTimeout time.Duration // 0: none, and Close waits at most connCloseFlush
+	done         chan struct{}
+	closeOnce    sync.Once
 
 	mu       sync.Mutex
 	drained  *sync.Cond // signalled when a write ends
@@ -83,19 +92,25 @@ type bufferedConn struct {
 }
 
 // connWriteQueue bounds what a bufferedConn holds unwritten; connCloseFlush is how long
-// Close waits for it to be written.
+// Close waits for it to be written when the connection has no write timeout.
 const (
 	connWriteQueue = 64 << 10
 	connCloseFlush = time.Second
 )
 
-func newBufferedConn(conn net.Conn) *bufferedConn {
-	c := &bufferedConn{Conn: conn, r: bufio.NewReaderSize(conn, connReadBuffer)}
+func newBufferedConn(conn net.Conn, writeTimeout time.Duration) *bufferedConn {
+	c := &bufferedConn{Conn: conn, r: bufio.NewReaderSize(conn, connReadBuffer), writeTimeout: writeTimeout, done: make(chan struct{})}
 	c.drained = sync.NewCond(&c.mu)
 	return c
 }
 
 func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// SetWriteDeadline does nothing: the connection's writes have their own timeout.
+func (c *bufferedConn) SetWriteDeadline(time.Time) error { return nil }
+
+// SetDeadline sets the read deadline only (see SetWriteDeadline).
+func (c *bufferedConn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadline(t) }
 
 func (c *bufferedConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
@@ -125,11 +140,17 @@ func (c *bufferedConn) write() {
 		c.queued = c.spare[:0]
 		c.inflight = len(batch)
 		c.mu.Unlock()
-		_, err := c.Conn.Write(batch)
+		var err error
+		if c.writeTimeout > 0 {
+			err = c.Conn.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+		}
+		if err == nil {
+			_, err = c.Conn.Write(batch)
+		}
 		c.mu.Lock()
 		c.spare, c.inflight = batch, 0
 		if err != nil {
-			c.err = err
+			c.err = fmt.Errorf("write to broker: %w", err)
 		}
 		c.drained.Broadcast()
 	}
@@ -138,20 +159,25 @@ func (c *bufferedConn) write() {
 	c.mu.Unlock()
 }
 
-// Close sends what is queued (paho's DISCONNECT, typically), waiting at most
-// connCloseFlush, and closes the connection.
+// Close sends what is queued, within the write timeout (or connCloseFlush without one),
+// and closes the connection.
 func (c *bufferedConn) Close() error {
 	c.mu.Lock()
 	c.closed = true
+	c.drained.Broadcast() // a Write waiting for room returns net.ErrClosed
 	if c.writing {
-		t := time.AfterFunc(connCloseFlush, func() { c.Conn.Close() })
+		if c.writeTimeout <= 0 {
+			t := time.AfterFunc(connCloseFlush, func() { c.Conn.Close() })
+			defer t.Stop()
+		}
 		for c.writing {
 			c.drained.Wait()
 		}
-		t.Stop()
 	}
 	c.mu.Unlock()
-	return c.Conn.Close()
+	err := c.Conn.Close()
+	c.closeOnce.Do(func() { close(c.done) })
+	return err
 }
 
 // orderedStore is paho's in-memory store of messages awaiting the broker, except that All

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ type gatedConn struct {
 	mu       sync.Mutex
 	writes   [][]byte
 	err      error
+	deadline time.Time
 	closed   chan struct{}
 	once     sync.Once
 }
@@ -29,11 +31,26 @@ func newGatedConn() *gatedConn {
 
 func (c *gatedConn) Read([]byte) (int, error) { <-c.closed; return 0, io.EOF }
 
+func (c *gatedConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.deadline = t
+	return nil
+}
+
 func (c *gatedConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	var expired <-chan time.Time
+	if !c.deadline.IsZero() {
+		expired = time.After(time.Until(c.deadline))
+	}
+	c.mu.Unlock()
 	select {
 	case <-c.gate:
 	case <-c.closed:
 		return 0, net.ErrClosed
+	case <-expired:
+		return 0, os.ErrDeadlineExceeded
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -69,7 +86,7 @@ func TestBufferedConnOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer peer.Close()
-	c := newBufferedConn(raw)
+	c := newBufferedConn(raw, 0)
 	const writers, each = 4, 5000
 	var wg sync.WaitGroup
 	for w := range writers {
@@ -112,7 +129,7 @@ func TestBufferedConnOrder(t *testing.T) {
 // write.
 func TestBufferedConnCoalesces(t *testing.T) {
 	g := newGatedConn()
-	c := newBufferedConn(g)
+	c := newBufferedConn(g, 0)
 	for i := range 100 {
 		if _, err := fmt.Fprintf(c, "%03d", i); err != nil {
 			t.Fatal(err)
@@ -141,7 +158,7 @@ func TestBufferedConnCoalesces(t *testing.T) {
 // connection takes it.
 func TestBufferedConnBound(t *testing.T) {
 	g := newGatedConn()
-	c := newBufferedConn(g)
+	c := newBufferedConn(g, 0)
 	chunk := make([]byte, 4<<10)
 	for range connWriteQueue / len(chunk) {
 		if _, err := c.Write(chunk); err != nil {
@@ -175,7 +192,7 @@ func TestBufferedConnErrors(t *testing.T) {
 		broken := errors.New("connection reset")
 		g.err = broken
 		close(g.gate)
-		c := newBufferedConn(g)
+		c := newBufferedConn(g, 0)
 		if _, err := c.Write([]byte("x")); err != nil {
 			t.Fatalf("the first Write failed before anything was sent: %v", err)
 		}
@@ -194,7 +211,7 @@ func TestBufferedConnErrors(t *testing.T) {
 	})
 	t.Run("close stalled", func(t *testing.T) {
 		g := newGatedConn()
-		c := newBufferedConn(g)
+		c := newBufferedConn(g, 0)
 		if _, err := c.Write([]byte("never sent")); err != nil {
 			t.Fatal(err)
 		}
@@ -207,4 +224,66 @@ func TestBufferedConnErrors(t *testing.T) {
 			t.Errorf("Write after Close: %v, want net.ErrClosed", err)
 		}
 	})
+}
+
+// TestBufferedConnWriteTimeout: with a broker that reads nothing, the batch being written
+// fails after the connection's write timeout, and so does every later Write (paho's ping,
+// here), even one that was waiting for room; paho's own write deadlines change nothing.
+// Close then returns at once.
+func TestBufferedConnWriteTimeout(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	g := newGatedConn()
+	c := newBufferedConn(g, timeout)
+	if err := c.SetWriteDeadline(time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	// A publish bigger than the bound is taken whole, then the ping waits for room.
+	if _, err := c.Write(make([]byte, connWriteQueue+1)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Write([]byte{0xc0, 0})
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a Write behind a stalled batch: %v, want a deadline error", err)
+	}
+	if d := time.Since(start); d < timeout || d > timeout+2*time.Second {
+		t.Errorf("the stalled write failed after %v, want about %v", d, timeout)
+	}
+	start = time.Now()
+	c.Close()
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Close after a failed write took %v", d)
+	}
+	select {
+	case <-c.done:
+	default:
+		t.Error("done is not closed after Close")
+	}
+}
+
+// TestBufferedConnCloseFlushes: Close sends what was queued before it closes, even when
+// the broker starts reading only after Close was called.
+func TestBufferedConnCloseFlushes(t *testing.T) {
+	g := newGatedConn()
+	c := newBufferedConn(g, 5*time.Second)
+	if _, err := c.Write([]byte("publish")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write([]byte{0xe0, 0}); err != nil { // DISCONNECT
+		t.Fatal(err)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- c.Close() }()
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) before the queue was written", err)
+	case <-time.After(1500 * time.Millisecond): // longer than connCloseFlush
+	}
+	close(g.gate)
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	if _, all := g.recorded(); string(all) != "publish\xe0\x00" {
+		t.Errorf("sent %q, want the publish and the DISCONNECT", all)
+	}
 }

@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"fmt"
 	"math/rand/v2"
+	"net"
+	"net/url"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -72,6 +74,7 @@ type session struct {
 	dropped     atomic.Uint64
 	connects    atomic.Uint64
 	reconnected atomic.Uint64
+	conn        atomic.Pointer[bufferedConn] // the latest connection opened
 }
 
 func newSession(opts sessionOptions, log zerolog.Logger, onMessage func(inbound), onConnect func()) *session {
@@ -90,7 +93,14 @@ func newSession(opts sessionOptions, log zerolog.Logger, onMessage func(inbound)
 		SetResumeSubs(true).
 		SetOrderMatters(true).
 		SetAutoAckDisabled(true).
-		SetCustomOpenConnectionFn(openBrokerConn).
+		SetCustomOpenConnectionFn(func(u *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
+			c, err := openBrokerConn(u, o)
+			if err != nil {
+				return nil, err // not a nil *bufferedConn in a non-nil net.Conn
+			}
+			s.conn.Store(c)
+			return c, nil
+		}).
 		SetStore(newOrderedStore()).
 		SetKeepAlive(opts.KeepAlive).
 		SetPingTimeout(max(opts.KeepAlive/2, time.Second)).
@@ -173,6 +183,15 @@ func (s *session) run(ctx context.Context) {
 		case <-ctx.Done():
 			wg.Wait()
 			s.client.Disconnect(250)
+			// Disconnect returns after 250 ms whether or not the connection has sent what
+			// it had queued (its DISCONNECT last: without it the broker publishes the
+			// will), and the process may exit next.
+			if c := s.conn.Load(); c != nil {
+				select {
+				case <-c.done:
+				case <-time.After(s.opts.ConnectTimeout):
+				}
+			}
 			s.setConnected(false)
 			return
 		case <-s.lost:
