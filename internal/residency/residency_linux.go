@@ -5,15 +5,19 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 )
 
 // ReleaseCode drops this process's mappings of its executable's read-only pages (machine
 // code and read-only data) and returns how many resident bytes they held.
 func ReleaseCode() (int64, error) {
+	releasing.Lock()
+	defer releasing.Unlock()
 	self, err := exeID()
 	if err != nil {
 		return 0, fmt.Errorf("identify executable: %w", err)
@@ -28,7 +32,7 @@ func ReleaseCode() (int64, error) {
 	}
 	var released int64
 	for _, m := range ms {
-		if m.file != self || m.perms != "r-xp" && m.perms != "r--p" || m.anonymous != 0 || m.rss == 0 {
+		if !m.releasable(self) {
 			continue
 		}
 		if _, _, e := syscall.Syscall(syscall.SYS_MADVISE, uintptr(m.start), uintptr(m.end-m.start), syscall.MADV_DONTNEED); e != 0 {
@@ -38,6 +42,9 @@ func ReleaseCode() (int64, error) {
 	}
 	return released, nil
 }
+
+// releasing makes concurrent calls take turns: each would do the same work.
+var releasing sync.Mutex
 
 // fileID names a file as /proc/PID/maps does: device major and minor, and inode.
 type fileID struct {
@@ -59,10 +66,21 @@ func exeID() (fileID, error) {
 
 // mapping is one entry of /proc/PID/smaps, with the fields ReleaseCode needs.
 type mapping struct {
-	start, end     uint64
-	perms          string
-	file           fileID
-	rss, anonymous int64
+	start, end uint64
+	perms      string
+	file       fileID
+	rss        int64
+	// Pages that differ from the file: copied on write and resident (anonymous) or swapped
+	// out. A relocated read-only segment of a dynamically linked binary has them, and
+	// releasing it would revert the relocations. (Private_Dirty is no guide: it counts the
+	// file's own pages while they are not yet written back, as for a binary just built.)
+	anonymous, swap int64
+}
+
+// releasable reports whether m is a read-only private mapping of the file self with
+// resident pages, all of them the file's own.
+func (m mapping) releasable(self fileID) bool {
+	return m.file == self && (m.perms == "r-xp" || m.perms == "r--p") && m.anonymous == 0 && m.swap == 0 && m.rss > 0
 }
 
 // parseSmaps reads /proc/PID/smaps: a header line per mapping
@@ -85,7 +103,7 @@ func parseSmaps(r io.Reader) ([]mapping, error) {
 				continue // VmFlags, THPeligible and the like
 			}
 			n, err := strconv.ParseInt(f[1], 10, 64)
-			if err != nil || n < 0 {
+			if err != nil || n < 0 || n > math.MaxInt64>>10 {
 				return nil, fmt.Errorf("line %d: %s: bad size %q", line, key, f[1])
 			}
 			switch key {
@@ -93,6 +111,8 @@ func parseSmaps(r io.Reader) ([]mapping, error) {
 				ms[len(ms)-1].rss = n << 10
 			case "Anonymous":
 				ms[len(ms)-1].anonymous = n << 10
+			case "Swap":
+				ms[len(ms)-1].swap = n << 10
 			}
 			continue
 		}

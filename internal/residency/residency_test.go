@@ -15,10 +15,13 @@ Anonymous:             0 kB
 VmFlags: rd ex mr mw me
 00a08000-01072000 r--p 00608000 fe:00 10576226                           /usr/bin/wasmfleet-agent (deleted)
 Rss:                3328 kB
+Private_Dirty:         4 kB
 Anonymous:             4 kB
+Swap:                  8 kB
 THPeligible:    0
 7feda6ee0000-7feda7200000 rw-p 00000000 00:00 0 
 Rss:                1612 kB
+Private_Dirty:      1612 kB
 Anonymous:          1612 kB
 `
 
@@ -28,9 +31,9 @@ func TestParseSmaps(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []mapping{
-		{0x400000, 0xa08000, "r-xp", fileID{0xfe, 0, 10576226}, 1984 << 10, 0},
-		{0xa08000, 0x1072000, "r--p", fileID{0xfe, 0, 10576226}, 3328 << 10, 4 << 10},
-		{0x7feda6ee0000, 0x7feda7200000, "rw-p", fileID{}, 1612 << 10, 1612 << 10},
+		{0x400000, 0xa08000, "r-xp", fileID{0xfe, 0, 10576226}, 1984 << 10, 0, 0},
+		{0xa08000, 0x1072000, "r--p", fileID{0xfe, 0, 10576226}, 3328 << 10, 4 << 10, 8 << 10},
+		{0x7feda6ee0000, 0x7feda7200000, "rw-p", fileID{}, 1612 << 10, 1612 << 10, 0},
 	}
 	if len(ms) != len(want) {
 		t.Fatalf("got %d mappings, want %d: %+v", len(ms), len(want), ms)
@@ -38,6 +41,32 @@ func TestParseSmaps(t *testing.T) {
 	for i := range want {
 		if ms[i] != want[i] {
 			t.Errorf("mapping %d: got %+v, want %+v", i, ms[i], want[i])
+		}
+	}
+}
+
+func TestReleasable(t *testing.T) {
+	ms, err := parseSmaps(strings.NewReader(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	self := fileID{0xfe, 0, 10576226}
+	// The text is released; the read-only data with a copied page and a swapped one is
+	// not, nor is anonymous memory.
+	for i, want := range []bool{true, false, false} {
+		if got := ms[i].releasable(self); got != want {
+			t.Errorf("mapping %d (%+v): releasable %v, want %v", i, ms[i], got, want)
+		}
+	}
+	for name, m := range map[string]mapping{
+		"another file":     {perms: "r-xp", file: fileID{0xfe, 0, 1}, rss: 4096},
+		"writable":         {perms: "rw-p", file: self, rss: 4096},
+		"shared":           {perms: "r--s", file: self, rss: 4096},
+		"nothing resident": {perms: "r-xp", file: self},
+		"swapped copy":     {perms: "r--p", file: self, rss: 4096, swap: 4096},
+	} {
+		if m.releasable(self) {
+			t.Errorf("%s: releasable", name)
 		}
 	}
 }
@@ -53,6 +82,7 @@ func TestParseSmapsMalformed(t *testing.T) {
 		"bad permissions":      "00400000-00a08000 rx 00000000 fe:00 1 /x\n",
 		"bad size":             "00400000-00a08000 r-xp 00000000 fe:00 1 /x\nRss: -4 kB\n",
 		"huge size":            "00400000-00a08000 r-xp 00000000 fe:00 1 /x\nRss: 99999999999999999999 kB\n",
+		"size overflows bytes": "00400000-00a08000 r-xp 00000000 fe:00 1 /x\nRss: 9007199254740992 kB\n",
 	} {
 		if ms, err := parseSmaps(strings.NewReader(in)); err == nil {
 			t.Errorf("%s: no error, got %+v", name, ms)
@@ -71,7 +101,7 @@ func FuzzParseSmaps(f *testing.F) {
 			return
 		}
 		for _, m := range ms {
-			if m.end < m.start || m.rss < 0 || m.anonymous < 0 || len(m.perms) != 4 {
+			if m.end < m.start || m.rss < 0 || m.anonymous < 0 || m.swap < 0 || len(m.perms) != 4 {
 				t.Fatalf("accepted a bad mapping: %+v", m)
 			}
 		}
