@@ -33,8 +33,8 @@ const e2eWindow = 32
 // handler, its alert published back (QoS 1), a subscriber receiving it. Its peers, in the
 // same run: the broker's own pub→sub rate (the same publisher and subscriber, QoS 1, the
 // same window of messages in flight, the subscriber on the publisher's topic), and a bare
-// paho relay process (agent/testdata/relay: subscribe, publish, acknowledge; no sandbox), the
-// least any paho program on the device can cost. Three rounds of each, in turn. Every
+// paho relay process (agent/testdata/relay: subscribe, publish, acknowledge; no sandbox), what
+// a paho program with paho's defaults costs doing nothing else. Three rounds of each, in turn. Every
 // reading must come back exactly once (an alert carries its reading's number). Besides the
 // rates it records the CPU time each process spent per event (the relay or agent, the
 // broker, and this test's publisher and subscriber), which says where a gap to the broker's
