@@ -13,6 +13,7 @@ import (
 	"github.com/wasmfleet/wasmfleet/agent/config"
 	"github.com/wasmfleet/wasmfleet/protocol/report"
 	"github.com/wasmfleet/wasmfleet/signing"
+	"github.com/wasmfleet/wasmfleet/signing/signingtest"
 )
 
 // FuzzInbound feeds an agent (New, not connected) what the broker can deliver: anything on
@@ -23,7 +24,7 @@ import (
 // group, replayed, expired, and signed by a key the trust file does not hold.
 func FuzzInbound(f *testing.F) {
 	const device, group = "pi-fuzz", "fuzz"
-	root, rollout, stranger := newSigner(f), newSigner(f), newSigner(f)
+	root, rollout, stranger := signingtest.NewSigner(f), signingtest.NewSigner(f), signingtest.NewSigner(f)
 	trustEnv := fuzzTrust(f, root, rollout)
 	sign := func(d *signing.Desired, s signature.Signer) []byte {
 		env, err := signing.Sign(context.Background(), signing.DesiredPayloadType, mustJSON(f, d), s)
@@ -111,24 +112,8 @@ func FuzzInbound(f *testing.F) {
 // fuzzTrust signs a trust file in which root holds the root and release roles and rollout
 // the rollout role.
 func fuzzTrust(f *testing.F, root, rollout signature.SignerVerifier) []byte {
-	tf := &signing.TrustFile{Version: 1, Expires: time.Now().Add(365 * 24 * time.Hour), Keys: map[string]signing.TrustKey{}}
-	role := func(s signature.Signer) signing.Role {
-		pub, err := s.PublicKey()
-		if err != nil {
-			f.Fatal(err)
-		}
-		id, k, err := signing.NewTrustKey(pub)
-		if err != nil {
-			f.Fatal(err)
-		}
-		tf.Keys[id] = k
-		return signing.Role{KeyIDs: []string{id}, Threshold: 1}
-	}
-	tf.Roles.Root, tf.Roles.Rollout = role(root), role(rollout)
+	tf := signingtest.NewTrustFile(1, time.Now().Add(365*24*time.Hour))
+	tf.Roles.Root, tf.Roles.Rollout = signingtest.Role(f, tf, 1, root), signingtest.Role(f, tf, 1, rollout)
 	tf.Roles.Release = tf.Roles.Root
-	env, err := signing.SignTrust(context.Background(), tf, root)
-	if err != nil {
-		f.Fatal(err)
-	}
-	return env
+	return signingtest.Sign(f, tf, root)
 }

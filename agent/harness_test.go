@@ -20,7 +20,7 @@ import (
 	"github.com/wasmfleet/wasmfleet/protocol/objects"
 	"github.com/wasmfleet/wasmfleet/protocol/report"
 	"github.com/wasmfleet/wasmfleet/signing"
-	"github.com/wasmfleet/wasmfleet/signing/keys"
+	"github.com/wasmfleet/wasmfleet/signing/signingtest"
 )
 
 // fleet is the world around an agent under test: a real Mosquitto and a real versitygw on
@@ -49,19 +49,6 @@ type fleet struct {
 
 	secrets *secretScan        // what agents may never write (secrets_test.go)
 	procs   []*testenv.Process // agent processes, whose output is scanned for secrets
-}
-
-func newSigner(t testing.TB) signature.SignerVerifier {
-	t.Helper()
-	priv, err := keys.Generate(keys.ECDSAP256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := keys.Signer(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
 }
 
 func newFleet(t *testing.T) *fleet { t.Helper(); return newFleetWith(t, nil) }
@@ -106,25 +93,8 @@ func newFleetFull(t *testing.T, pki *testenv.PKI, mq *testenv.MosquittoOptions) 
 		f.secrets.addPEMFile(t, "the server certificate's private key", pki.ServerKeyFile)
 	}
 
-	f.root, f.release, f.rollout, f.stranger = newSigner(t), newSigner(t), newSigner(t), newSigner(t)
-	tf := &signing.TrustFile{Version: 1, Expires: time.Now().Add(365 * 24 * time.Hour), Keys: map[string]signing.TrustKey{}}
-	role := func(s signature.Signer) signing.Role {
-		pub, err := s.PublicKey()
-		if err != nil {
-			t.Fatal(err)
-		}
-		id, k, err := signing.NewTrustKey(pub)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tf.Keys[id] = k
-		return signing.Role{KeyIDs: []string{id}, Threshold: 1}
-	}
-	tf.Roles.Root, tf.Roles.Release, tf.Roles.Rollout = role(f.root), role(f.release), role(f.rollout)
-	var err error
-	if f.trustEnv, err = signing.SignTrust(context.Background(), tf, f.root); err != nil {
-		t.Fatal(err)
-	}
+	f.root, f.release, f.rollout, f.stranger = signingtest.NewSigner(t), signingtest.NewSigner(t), signingtest.NewSigner(t), signingtest.NewSigner(t)
+	f.trustEnv = signingtest.Trust(t, 1, f.root, f.release, f.rollout)
 
 	o := mqtt.NewClientOptions().AddBroker(f.mq.URL()).SetClientID("test-controller").SetCleanSession(true).
 		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(100 * time.Millisecond).

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"github.com/wasmfleet/wasmfleet/protocol/objects"
 	"github.com/wasmfleet/wasmfleet/protocol/report"
 	"github.com/wasmfleet/wasmfleet/signing"
+	"github.com/wasmfleet/wasmfleet/signing/signingtest"
 )
 
 // TestTrustRotationFromBucket: the fleet rotates its trust file (version 2: a new release
@@ -25,7 +25,7 @@ func TestTrustRotationFromBucket(t *testing.T) {
 	f.startAgent(f.agentConfig("pi-rot", "kitchen"))
 	f.waitEvent("pi-rot", report.EventActivated, "1.0.0")
 
-	newRelease := newSigner(t)
+	newRelease := signingtest.NewSigner(t)
 	f.put(objects.TrustKey, f.trustFile(t, 2, f.root, []signature.Signer{f.root}, newRelease))
 	v11 := f.publishRelease(strings.Replace(manifest, "version: 1.0.0", "version: 1.1.0", 1), wasm, newRelease)
 	f.publishDesired(f.desiredDoc("kitchen", everyone(v11, "r2")))
@@ -49,23 +49,7 @@ func TestTrustRotationFromBucket(t *testing.T) {
 // role stays the fleet's.
 func (f *fleet) trustFile(t *testing.T, v uint64, root signature.Signer, signers []signature.Signer, release signature.Signer) []byte {
 	t.Helper()
-	tf := &signing.TrustFile{Version: v, Expires: time.Now().Add(365 * 24 * time.Hour), Keys: map[string]signing.TrustKey{}}
-	role := func(s signature.Signer) signing.Role {
-		pub, err := s.PublicKey()
-		if err != nil {
-			t.Fatal(err)
-		}
-		id, k, err := signing.NewTrustKey(pub)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tf.Keys[id] = k
-		return signing.Role{KeyIDs: []string{id}, Threshold: 1}
-	}
-	tf.Roles.Root, tf.Roles.Release, tf.Roles.Rollout = role(root), role(release), role(f.rollout)
-	env, err := signing.SignTrust(context.Background(), tf, signers...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return env
+	tf := signingtest.NewTrustFile(v, time.Now().Add(365*24*time.Hour))
+	tf.Roles = signing.Roles{Root: signingtest.Role(t, tf, 1, root), Release: signingtest.Role(t, tf, 1, release), Rollout: signingtest.Role(t, tf, 1, f.rollout)}
+	return signingtest.Sign(t, tf, signers...)
 }

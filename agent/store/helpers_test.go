@@ -11,11 +11,10 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"github.com/sigstore/sigstore/pkg/signature"
 
 	"github.com/wasmfleet/wasmfleet/modules"
 	"github.com/wasmfleet/wasmfleet/signing"
-	"github.com/wasmfleet/wasmfleet/signing/keys"
+	"github.com/wasmfleet/wasmfleet/signing/signingtest"
 )
 
 // t0 is the fixed time of every test: no test reads the wall clock for its data.
@@ -76,25 +75,12 @@ func appendFile(t testing.TB, p string, data []byte) {
 	}
 }
 
-func newSigner(t testing.TB) signature.SignerVerifier {
-	t.Helper()
-	priv, err := keys.Generate(keys.ECDSAP256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := keys.Signer(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 // release signs a release of name@version for data and returns its reference and envelope.
 func release(t testing.TB, name, version string, data []byte) (signing.ReleaseRef, []byte) {
 	t.Helper()
 	m := modules.Default(name)
 	m.Version = version
-	env, err := signing.SignRelease(context.Background(), m, bytes.NewReader(data), newSigner(t))
+	env, err := signing.SignRelease(context.Background(), m, bytes.NewReader(data), signingtest.NewSigner(t))
 	if err != nil {
 		t.Fatalf("SignRelease: %v", err)
 	}
@@ -104,26 +90,11 @@ func release(t testing.TB, name, version string, data []byte) (signing.ReleaseRe
 // trustEnvelope signs a trust file of version v.
 func trustEnvelope(t testing.TB, v uint64) []byte {
 	t.Helper()
-	root, rel, roll := newSigner(t), newSigner(t), newSigner(t)
-	f := &signing.TrustFile{Version: v, Expires: t0.Add(365 * 24 * time.Hour), Keys: map[string]signing.TrustKey{}}
-	role := func(s signature.Signer) signing.Role {
-		pub, err := s.PublicKey()
-		if err != nil {
-			t.Fatal(err)
-		}
-		id, k, err := signing.NewTrustKey(pub)
-		if err != nil {
-			t.Fatal(err)
-		}
-		f.Keys[id] = k
-		return signing.Role{KeyIDs: []string{id}, Threshold: 1}
-	}
-	f.Roles = signing.Roles{Root: role(root), Release: role(rel), Rollout: role(roll)}
-	env, err := signing.SignTrust(context.Background(), f, root)
-	if err != nil {
-		t.Fatalf("SignTrust: %v", err)
-	}
-	return env
+	root := signingtest.NewSigner(t)
+	f := signingtest.NewTrustFile(v, t0.Add(365*24*time.Hour))
+	f.Roles = signing.Roles{Root: signingtest.Role(t, f, 1, root), Release: signingtest.Role(t, f, 1, signingtest.NewSigner(t)),
+		Rollout: signingtest.Role(t, f, 1, signingtest.NewSigner(t))}
+	return signingtest.Sign(t, f, root)
 }
 
 // ref is a syntactically valid reference for state tests that need no envelope.

@@ -1,7 +1,6 @@
 package systemd
 
 import (
-	"context"
 	"crypto"
 	"fmt"
 	"net"
@@ -14,52 +13,28 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sigstore/sigstore/pkg/signature"
-
-	"github.com/wasmfleet/wasmfleet/signing"
 	"github.com/wasmfleet/wasmfleet/signing/keys"
+	"github.com/wasmfleet/wasmfleet/signing/signingtest"
 )
 
 // trustFile writes a signed trust file with fresh keys, enough for the agent and the
 // controller to start, and returns the private key of its rollout role.
 func trustFile(t *testing.T, path string) (rolloutKey crypto.Signer) {
 	t.Helper()
-	tf := &signing.TrustFile{Version: 1, Expires: time.Now().Add(24 * time.Hour), Keys: map[string]signing.TrustKey{}}
-	var root signature.SignerVerifier
-	var last crypto.Signer
-	role := func() signing.Role {
-		priv, err := keys.Generate(keys.ECDSAP256)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := keys.Signer(priv)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pub, err := s.PublicKey()
-		if err != nil {
-			t.Fatal(err)
-		}
-		id, k, err := signing.NewTrustKey(pub)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tf.Keys[id] = k
-		root, last = s, priv
-		return signing.Role{KeyIDs: []string{id}, Threshold: 1}
-	}
-	tf.Roles.Release = role()
-	tf.Roles.Rollout = role()
-	rolloutKey = last
-	tf.Roles.Root = role()
-	env, err := signing.SignTrust(context.Background(), tf, root)
+	priv, err := keys.Generate(keys.ECDSAP256)
 	if err != nil {
 		t.Fatal(err)
 	}
+	rollout, err := keys.Signer(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := signingtest.NewSigner(t)
+	env := signingtest.Trust(t, 1, root, signingtest.NewSigner(t), rollout)
 	if err := os.WriteFile(path, env, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return rolloutKey
+	return priv
 }
 
 // buildCmd builds one of the repository's commands into dir.

@@ -1,7 +1,6 @@
 package controller
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
@@ -9,24 +8,11 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 
 	"github.com/wasmfleet/wasmfleet/signing"
-	"github.com/wasmfleet/wasmfleet/signing/keys"
+	"github.com/wasmfleet/wasmfleet/signing/signingtest"
 )
 
 func testRef(version string) signing.ReleaseRef {
 	return signing.ReleaseRef{Name: "threshold-alert", Version: version, SHA256: strings.Repeat("ab", 32), Size: 1000}
-}
-
-func newSigner(t testing.TB) signature.SignerVerifier {
-	t.Helper()
-	priv, err := keys.Generate(keys.ECDSAP256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := keys.Signer(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
 }
 
 // testKeys is a trust file with one root, one release and rollout keys (threshold given).
@@ -38,32 +24,17 @@ type testKeys struct {
 
 func newTestKeys(t testing.TB, rollouts, threshold int) *testKeys {
 	t.Helper()
-	k := &testKeys{root: newSigner(t), release: newSigner(t), stranger: newSigner(t)}
-	tf := &signing.TrustFile{Version: 1, Expires: time.Now().Add(24 * time.Hour), Keys: map[string]signing.TrustKey{}}
-	add := func(r *signing.Role, s signature.Signer) {
-		pub, err := s.PublicKey()
-		if err != nil {
-			t.Fatal(err)
-		}
-		id, tk, err := signing.NewTrustKey(pub)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tf.Keys[id] = tk
-		r.KeyIDs = append(r.KeyIDs, id)
+	k := &testKeys{root: signingtest.NewSigner(t), release: signingtest.NewSigner(t), stranger: signingtest.NewSigner(t)}
+	rollout := make([]signature.Signer, rollouts)
+	for i := range rollout {
+		s := signingtest.NewSigner(t)
+		k.rollout, rollout[i] = append(k.rollout, s), s
 	}
-	add(&tf.Roles.Root, k.root)
-	add(&tf.Roles.Release, k.release)
-	for range rollouts {
-		s := newSigner(t)
-		k.rollout = append(k.rollout, s)
-		add(&tf.Roles.Rollout, s)
-	}
-	tf.Roles.Root.Threshold, tf.Roles.Release.Threshold, tf.Roles.Rollout.Threshold = 1, 1, threshold
-	env, err := signing.SignTrust(context.Background(), tf, k.root)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tf := signingtest.NewTrustFile(1, time.Now().Add(24*time.Hour))
+	tf.Roles = signing.Roles{Root: signingtest.Role(t, tf, 1, k.root), Release: signingtest.Role(t, tf, 1, k.release),
+		Rollout: signingtest.Role(t, tf, threshold, rollout...)}
+	env := signingtest.Sign(t, tf, k.root)
+	var err error
 	if k.trust, err = signing.ParseTrust(env); err != nil {
 		t.Fatal(err)
 	}

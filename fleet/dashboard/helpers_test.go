@@ -21,7 +21,7 @@ import (
 	"github.com/wasmfleet/wasmfleet/protocol/objects"
 	"github.com/wasmfleet/wasmfleet/protocol/report"
 	"github.com/wasmfleet/wasmfleet/signing"
-	"github.com/wasmfleet/wasmfleet/signing/keys"
+	"github.com/wasmfleet/wasmfleet/signing/signingtest"
 )
 
 // memStore is rollout.Store in memory: the handler tests are about the dashboard's own
@@ -76,19 +76,6 @@ func (s *memStore) List(_ context.Context, prefix string) ([]string, error) {
 	return out, nil
 }
 
-func newTestSigner(t testing.TB) signature.Signer {
-	t.Helper()
-	priv, err := keys.Generate(keys.ECDSAP256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := keys.Signer(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 // testToken is the operator token of the handler tests.
 const testToken = "0123456789abcdef-test-token"
 
@@ -106,7 +93,7 @@ func newFixture(t testing.TB, token string) *fixture {
 	f := &fixture{t: t, store: newMemStore()}
 	var err error
 	f.srv, err = controller.New(controller.Config{Store: f.store, MQTT: controller.MQTTConfig{Brokers: []string{"tcp://127.0.0.1:1"}},
-		Signers: []signature.Signer{newTestSigner(t)}, ID: "ctl-test", Log: zerolog.Nop()})
+		Signers: []signature.Signer{signingtest.NewSigner(t)}, ID: "ctl-test", Log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +205,7 @@ func (f *fixture) publishedRollout(id string) *rollout.Rollout {
 	put(&n)
 	n.State, n.Wave, n.SoakUntil, n.WaveStarted, n.Published = rollout.Running, 1, time.Time{}, now, true
 	n.Sequence, n.Signed = 1, now
-	n.Desired, err = signing.SignDesired(context.Background(), n.Content(n.Sequence, now.Add(time.Hour)), newTestSigner(f.t))
+	n.Desired, err = signing.SignDesired(context.Background(), n.Content(n.Sequence, now.Add(time.Hour)), signingtest.NewSigner(f.t))
 	if err != nil {
 		f.t.Fatal(err)
 	}

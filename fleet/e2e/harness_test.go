@@ -103,8 +103,6 @@ func newWorld(t *testing.T, o *worldOptions) *world {
 	return w
 }
 
-func newSigner(t testing.TB) signature.SignerVerifier { return fleetenv.NewSigner(t) }
-
 func (w *world) writeFile(name string, data []byte) string {
 	w.t.Helper()
 	return w.WriteFile(name, data)

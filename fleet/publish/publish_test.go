@@ -21,7 +21,7 @@ import (
 	"github.com/wasmfleet/wasmfleet/modules"
 	"github.com/wasmfleet/wasmfleet/protocol/objects"
 	"github.com/wasmfleet/wasmfleet/signing"
-	"github.com/wasmfleet/wasmfleet/signing/keys"
+	"github.com/wasmfleet/wasmfleet/signing/signingtest"
 )
 
 // world is a versitygw with an empty bucket, a trust file (one root key, release role
@@ -38,26 +38,10 @@ func newWorld(t *testing.T) *world {
 	t.Helper()
 	s3 := testenv.StartS3(t, nil)
 	s3.MakeBucket("fleet")
-	root, r1, r2 := signer(t), signer(t), signer(t)
-	tf := &signing.TrustFile{Version: 1, Expires: time.Now().Add(24 * time.Hour), Keys: map[string]signing.TrustKey{}}
-	role := func(threshold int, ss ...signature.Signer) signing.Role {
-		r := signing.Role{Threshold: threshold}
-		for _, s := range ss {
-			pub, _ := s.PublicKey()
-			id, k, err := signing.NewTrustKey(pub)
-			if err != nil {
-				t.Fatal(err)
-			}
-			tf.Keys[id] = k
-			r.KeyIDs = append(r.KeyIDs, id)
-		}
-		return r
-	}
-	tf.Roles.Root, tf.Roles.Release, tf.Roles.Rollout = role(1, root), role(2, r1, r2), role(1, signer(t))
-	env, err := signing.SignTrust(context.Background(), tf, root)
-	if err != nil {
-		t.Fatal(err)
-	}
+	root, r1, r2 := signingtest.NewSigner(t), signingtest.NewSigner(t), signingtest.NewSigner(t)
+	tf := signingtest.NewTrustFile(1, time.Now().Add(24*time.Hour))
+	tf.Roles.Root, tf.Roles.Release, tf.Roles.Rollout = signingtest.Role(t, tf, 1, root), signingtest.Role(t, tf, 2, r1, r2), signingtest.Role(t, tf, 1, signingtest.NewSigner(t))
+	env := signingtest.Sign(t, tf, root)
 	trust, err := signing.ParseTrust(env)
 	if err != nil {
 		t.Fatal(err)
@@ -67,19 +51,6 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	return &world{t: t, s3: s3, bucket: b, verifier: &signing.Verifier{Trust: trust}, rel: []signature.Signer{r1, r2}}
-}
-
-func signer(t *testing.T) signature.SignerVerifier {
-	t.Helper()
-	priv, err := keys.Generate(keys.ECDSAP256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := keys.Signer(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
 }
 
 // release signs a module for name@version with manifest extras, by both release keys.

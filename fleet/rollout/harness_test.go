@@ -19,7 +19,7 @@ import (
 	"github.com/wasmfleet/wasmfleet/protocol/report"
 	"github.com/wasmfleet/wasmfleet/protocol/wave"
 	"github.com/wasmfleet/wasmfleet/signing"
-	"github.com/wasmfleet/wasmfleet/signing/keys"
+	"github.com/wasmfleet/wasmfleet/signing/signingtest"
 )
 
 // The fakes here stand in for S3, the broker and the agents, so that the tests are about the
@@ -242,52 +242,22 @@ func ref(name, version string, seed byte) signing.ReleaseRef {
 	return signing.ReleaseRef{Name: name, Version: version, SHA256: strings.Repeat(fmt.Sprintf("%02x", seed), 32), Size: 1000 + uint64(seed)}
 }
 
-func newSigner(t testing.TB) signature.SignerVerifier {
-	t.Helper()
-	priv, err := keys.Generate(keys.ECDSAP256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := keys.Signer(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-func role(t testing.TB, f *signing.TrustFile, s signature.Signer) signing.Role {
-	t.Helper()
-	pub, err := s.PublicKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, k, err := signing.NewTrustKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.Keys[id] = k
-	return signing.Role{KeyIDs: []string{id}, Threshold: 1}
-}
-
 // newHarness makes n devices named dev-0000… in testGroup, all running prev, with the
 // group's desired state at sequence 5 (prev and another module, both at 100%).
 func newHarness(t testing.TB, n int, does func(id string) behavior) *harness {
 	t.Helper()
 	h := &harness{
 		t: t, clock: &fakeClock{now: t0}, store: newMemStore(), broker: newMemBroker(),
-		key: newSigner(t),
+		key: signingtest.NewSigner(t),
 		rel: ref(testModule, "1.3.0", 0x13), prev: ref(testModule, "1.2.0", 0x12), other: ref("echo", "0.1.0", 0x01),
 	}
 	h.tracker = NewTracker(h.clock)
-	root := newSigner(t)
-	f := &signing.TrustFile{Version: 1, Expires: t0.Add(10 * 365 * 24 * time.Hour), Keys: map[string]signing.TrustKey{}}
-	f.Roles.Root = role(t, f, root)
-	f.Roles.Release = role(t, f, newSigner(t))
-	f.Roles.Rollout = role(t, f, h.key)
-	env, err := signing.SignTrust(context.Background(), f, root)
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := signingtest.NewSigner(t)
+	f := signingtest.NewTrustFile(1, t0.Add(10*365*24*time.Hour))
+	f.Roles.Root = signingtest.Role(t, f, 1, root)
+	f.Roles.Release = signingtest.Role(t, f, 1, signingtest.NewSigner(t))
+	f.Roles.Rollout = signingtest.Role(t, f, 1, h.key)
+	env := signingtest.Sign(t, f, root)
 	trust, err := signing.ParseTrust(env)
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/wasmfleet/wasmfleet/modules"
 	"github.com/wasmfleet/wasmfleet/signing"
+	"github.com/wasmfleet/wasmfleet/signing/signingtest"
 )
 
 // fixture is a rollout document in wave 2, published, with a base module and a lease: the
@@ -29,7 +30,7 @@ func fixture(t testing.TB) *Rollout {
 			Tally: &Tally{Wave: 0, Percent: 1, Expected: 10, Healthy: 10}},
 		Owner: "ctl-a", LeaseUntil: t0.Add(30 * time.Second),
 	}
-	env, err := signing.SignDesired(context.Background(), r.Content(7, t0.Add(24*time.Hour)), newSigner(t))
+	env, err := signing.SignDesired(context.Background(), r.Content(7, t0.Add(24*time.Hour)), signingtest.NewSigner(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,8 +79,8 @@ func malformedCases(t testing.TB) []struct {
 	}
 	other := fixture(t)
 	other.Group = "elsewhere"
-	otherEnv, _ := signing.SignDesired(context.Background(), other.Content(7, t0.Add(time.Hour)), newSigner(t))
-	seq8, _ := signing.SignDesired(context.Background(), base.Content(8, t0.Add(time.Hour)), newSigner(t))
+	otherEnv, _ := signing.SignDesired(context.Background(), other.Content(7, t0.Add(time.Hour)), signingtest.NewSigner(t))
+	seq8, _ := signing.SignDesired(context.Background(), base.Content(8, t0.Add(time.Hour)), signingtest.NewSigner(t))
 	mod := func(f func(map[string]any)) []byte {
 		var c map[string]any
 		b, _ := json.Marshal(m)

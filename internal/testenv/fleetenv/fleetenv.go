@@ -33,6 +33,7 @@ import (
 	"github.com/wasmfleet/wasmfleet/protocol/wave"
 	"github.com/wasmfleet/wasmfleet/signing"
 	"github.com/wasmfleet/wasmfleet/signing/keys"
+	"github.com/wasmfleet/wasmfleet/signing/signingtest"
 )
 
 // KeyPassword encrypts the rollout key file (World.Dir/rollout.key) `wasmfleet serve`
@@ -83,8 +84,8 @@ func New(t testing.TB, o *Options) *World {
 	w.S3.MakeBucket(w.Bucket)
 	w.ReadKey, w.ReadSecret = w.S3.ReadOnlyUser(w.Bucket)
 
-	root := NewSigner(t)
-	w.Release = NewSigner(t)
+	root := signingtest.NewSigner(t)
+	w.Release = signingtest.NewSigner(t)
 	var err error
 	if w.RolloutPriv, err = keys.Generate(keys.ECDSAP256); err != nil {
 		t.Fatal(err)
@@ -92,23 +93,7 @@ func New(t testing.TB, o *Options) *World {
 	if w.Rollout, err = keys.Signer(w.RolloutPriv); err != nil {
 		t.Fatal(err)
 	}
-	tf := &signing.TrustFile{Version: 1, Expires: time.Now().Add(365 * 24 * time.Hour), Keys: map[string]signing.TrustKey{}}
-	role := func(s signature.Signer) signing.Role {
-		pub, err := s.PublicKey()
-		if err != nil {
-			t.Fatal(err)
-		}
-		id, k, err := signing.NewTrustKey(pub)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tf.Keys[id] = k
-		return signing.Role{KeyIDs: []string{id}, Threshold: 1}
-	}
-	tf.Roles.Root, tf.Roles.Release, tf.Roles.Rollout = role(root), role(w.Release), role(w.Rollout)
-	if w.TrustEnv, err = signing.SignTrust(context.Background(), tf, root); err != nil {
-		t.Fatal(err)
-	}
+	w.TrustEnv = signingtest.Trust(t, 1, root, w.Release, w.Rollout)
 	if w.Trust, err = signing.ParseTrust(w.TrustEnv); err != nil {
 		t.Fatal(err)
 	}
@@ -131,20 +116,6 @@ func New(t testing.TB, o *Options) *World {
 		t.Fatal(err)
 	}
 	return w
-}
-
-// NewSigner is a new ECDSA P-256 key.
-func NewSigner(t testing.TB) signature.SignerVerifier {
-	t.Helper()
-	priv, err := keys.Generate(keys.ECDSAP256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := keys.Signer(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
 }
 
 // WriteFile writes a file into Dir and returns its path.
