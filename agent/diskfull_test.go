@@ -11,11 +11,12 @@ import (
 	"github.com/wasmfleet/wasmfleet/protocol/report"
 )
 
-// TestDiskFull fills the data directory of a wasmfleet-agent process while it downloads an
-// update: an 8 MiB module for a data directory with room for 4. Where the test may mount
-// one (root, as in CI) the data directory is a 4 MiB tmpfs and the write fails with
-// ENOSPC; elsewhere the agent runs under a 4 MiB RLIMIT_FSIZE and the write fails with
-// EFBIG. As root both are run.
+// TestDiskFull gives a wasmfleet-agent process an update that does not fit: an 8 MiB module
+// for a data directory with room for 4. Where the test may mount one (root, as in CI) the
+// data directory is a 4 MiB tmpfs, and the agent sees before downloading that the module
+// cannot fit (store.CheckRoom: ENOSPC, and the free space in the message); elsewhere, and
+// also as root, the agent runs under a 4 MiB RLIMIT_FSIZE, which statfs does not show, and
+// the download's write fails with EFBIG.
 //
 // The agent reports the failure with its cause (a failed event, the module's target and
 // the last error in the status), the running version keeps handling readings, and the space
@@ -50,7 +51,7 @@ func testDiskFull(t *testing.T, bin, mode string) {
 			t.Fatalf("running as root, yet no tmpfs: %v", why)
 		}
 		cfg.DataDir = filepath.Join(disk, "data")
-		want = "no space left on device"
+		want = "bytes free in the data directory"
 	} else {
 		opts.FileSizeLimit = room
 	}

@@ -459,9 +459,17 @@ func (a *Agent) fetchModule(ctx context.Context, log zerolog.Logger, ref signing
 		return true, err
 	}
 	for fresh := false; ; fresh = true {
-		path, _, err := a.store.Partial(rel.SHA256)
+		path, have, err := a.store.Partial(rel.SHA256)
 		if err != nil {
 			return false, err
+		}
+		if err := a.store.CheckRoom(int64(rel.Size) - have); err != nil {
+			// Not downloaded at all: a module that cannot fit costs no bandwidth. What an
+			// earlier attempt left is given back, as when a write finds the disk full.
+			if derr := a.store.DropPartial(rel.SHA256); derr != nil {
+				return false, fmt.Errorf("download module: %w (and removing the partial download: %v)", err, derr)
+			}
+			return false, fmt.Errorf("download module: the module (%d bytes) does not fit: %w", rel.Size, err)
 		}
 		stats, err := a.fetcher.Download(ctx, mkey, path, int64(rel.Size))
 		if err != nil && diskFull(err) {

@@ -1,0 +1,39 @@
+package store
+
+import (
+	"fmt"
+	"math"
+	"syscall"
+)
+
+// RoomReserve is what CheckRoom leaves free beyond the bytes asked for: room for the
+// state file, key-value commits and compiled code after a download fills the disk.
+const RoomReserve = 512 << 10
+
+// CheckRoom returns an error wrapping syscall.ENOSPC when the file system of the store
+// has fewer than need bytes plus RoomReserve free for an unprivileged writer (statfs
+// f_bavail). An agent asks before it downloads, so that a module that cannot fit costs
+// no bandwidth (a metered link's, on many devices) and no write to a full disk. When the
+// file system cannot be asked, it returns nil: the write itself will tell.
+func (s *Store) CheckRoom(need int64) error {
+	if need <= 0 {
+		return nil
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(s.blobDir, &st); err != nil {
+		return nil
+	}
+	unit := int64(st.Frsize)
+	if unit <= 0 {
+		unit = int64(st.Bsize)
+	}
+	if st.Bavail > uint64(math.MaxInt64/unit) {
+		return nil
+	}
+	free := int64(st.Bavail) * unit
+	if free < need+RoomReserve {
+		return fmt.Errorf("%d bytes free in the data directory, %d needed (and %d kept in reserve): %w",
+			free, need, RoomReserve, syscall.ENOSPC)
+	}
+	return nil
+}
