@@ -2,7 +2,6 @@ package store
 
 import (
 	"fmt"
-	"math"
 	"syscall"
 )
 
@@ -19,21 +18,10 @@ func (s *Store) CheckRoom(need int64) error {
 	if need <= 0 {
 		return nil
 	}
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(s.blobDir, &st); err != nil {
+	free, ok := freeBytes(s.blobDir)
+	if !ok || free >= need+RoomReserve {
 		return nil
 	}
-	unit := int64(st.Frsize)
-	if unit <= 0 {
-		unit = int64(st.Bsize)
-	}
-	if st.Bavail > uint64(math.MaxInt64/unit) {
-		return nil
-	}
-	free := int64(st.Bavail) * unit
-	if free < need+RoomReserve {
-		return fmt.Errorf("%d bytes free in the data directory, %d needed (and %d kept in reserve): %w",
-			free, need, RoomReserve, syscall.ENOSPC)
-	}
-	return nil
+	return fmt.Errorf("%d bytes free in the data directory, %d needed (and %d kept in reserve): %w",
+		free, need, RoomReserve, syscall.ENOSPC)
 }
