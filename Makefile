@@ -52,6 +52,8 @@ check: ## gofmt, vet, go mod tidy without diff, cross-builds
 	$(GO) vet $(PKGS)
 	$(GO) mod tidy -diff
 	$(MAKE) cross
+	@# The developer CLI (new, build, dev) also runs on the developer's machine.
+	for os in darwin windows; do GOOS=$$os GOARCH=arm64 $(GO) build -o /dev/null ./cmd/wasmfleet || exit 1; done
 
 # The sandbox's tests assert wall-clock deadlines (a runaway guest stopped within its
 # deadline + 10 ms), which only means something on a machine that is not also running other
