@@ -463,11 +463,15 @@ func (a *Agent) fetchModule(ctx context.Context, log zerolog.Logger, ref signing
 		if err != nil {
 			return false, err
 		}
-		if err := a.store.CheckRoom(int64(rel.Size) - have); err != nil {
+		if err := a.store.CheckRoom(int64(rel.Size), have); err != nil {
 			// Not downloaded at all: a module that cannot fit costs no bandwidth. What an
-			// earlier attempt left is given back, as when a write finds the disk full.
-			if derr := a.store.DropPartial(rel.SHA256); derr != nil {
-				return false, fmt.Errorf("download module: %w (and removing the partial download: %v)", err, derr)
+			// earlier attempt downloaded is kept for when there is room, unless it eats
+			// into the reserve the state and kv writes need; an empty file goes.
+			var nr *store.NoRoomError
+			if have == 0 || errors.As(err, &nr) && nr.Free < store.RoomReserve {
+				if derr := a.store.DropPartial(rel.SHA256); derr != nil {
+					return false, fmt.Errorf("download module: the module (%d bytes) does not fit: %w (and removing the partial download: %v)", rel.Size, err, derr)
+				}
 			}
 			return false, fmt.Errorf("download module: the module (%d bytes) does not fit: %w", rel.Size, err)
 		}

@@ -11,7 +11,8 @@ import (
 )
 
 // TestDeps: the agent binary links no part of the dashboard, and no binary links chromedp
-// (a test dependency) (tailscale's tstest/deptest, with go list).
+// or the test helpers (internal/testenv, signing/signingtest), which are test dependencies
+// (tailscale's tstest/deptest, with go list).
 func TestDeps(t *testing.T) {
 	list := func(pkg string) []string {
 		t.Helper()
@@ -42,8 +43,9 @@ func TestDeps(t *testing.T) {
 			}
 		}
 	}
-	banned("./cmd/wasmfleet-agent", "github.com/wasmfleet/wasmfleet/fleet/dashboard", "html/template", "github.com/chromedp/")
-	banned("./cmd/wasmfleet", "github.com/chromedp/")
+	testOnly := []string{"github.com/chromedp/", "github.com/wasmfleet/wasmfleet/internal/testenv", "github.com/wasmfleet/wasmfleet/signing/signingtest"}
+	banned("./cmd/wasmfleet-agent", append(testOnly, "github.com/wasmfleet/wasmfleet/fleet/dashboard", "html/template")...)
+	banned("./cmd/wasmfleet", testOnly...)
 	if !slices.Contains(list("./cmd/wasmfleet"), "github.com/wasmfleet/wasmfleet/fleet/dashboard") {
 		t.Error("cmd/wasmfleet does not link the dashboard (wasmfleet serve serves it)")
 	}
