@@ -66,6 +66,7 @@ type Agent struct {
 	ctx         context.Context
 	wg          sync.WaitGroup
 	statusDue   chan struct{}
+	trimDue     chan struct{} // asks the trimmer to hand memory back (see retire)
 	started     time.Time
 }
 
@@ -87,7 +88,7 @@ func New(ctx context.Context, cfg *config.Config, log zerolog.Logger) (a *Agent,
 		cfg: cfg, log: log, topics: report.Topics{Prefix: cfg.MQTT.TopicPrefix},
 		sources: map[string]*signing.Desired{}, active: map[string]*running{}, installing: map[string]bool{},
 		retry: map[string]backoff{}, refused: map[string]refusal{}, desiredIn: make(chan inbound, 64), redelivered: newRedeliveries(),
-		wake: make(chan struct{}, 1), statusDue: make(chan struct{}, 1), started: time.Now(),
+		wake: make(chan struct{}, 1), statusDue: make(chan struct{}, 1), trimDue: make(chan struct{}, 1), started: time.Now(),
 	}
 	defer func() {
 		if err != nil {
@@ -247,11 +248,12 @@ func (a *Agent) Start(ctx context.Context) error {
 		metrics = &http.Server{Handler: http.HandlerFunc(a.serveMetrics), ReadHeaderTimeout: 5 * time.Second}
 		go metrics.Serve(ln)
 	}
-	a.wg.Add(4)
+	a.wg.Add(5)
 	go func() { defer a.wg.Done(); a.desiredLoop(ctx) }()
 	go func() { defer a.wg.Done(); a.sess.run(ctx) }()
 	go func() { defer a.wg.Done(); a.updater(ctx) }()
 	go func() { defer a.wg.Done(); a.reporter(ctx) }()
+	go func() { defer a.wg.Done(); a.trimmer(ctx) }()
 	<-ctx.Done()
 	a.wg.Wait()
 	if metrics != nil {

@@ -6,16 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/wasmfleet/wasmfleet/agent/sandbox"
+	"github.com/wasmfleet/wasmfleet/internal/residency"
 	"github.com/wasmfleet/wasmfleet/protocol/report"
 	"github.com/wasmfleet/wasmfleet/signing"
 )
@@ -161,7 +160,7 @@ func (a *Agent) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(&b, "go_memory_heap_objects_bytes %d\n", mem[0].Value.Uint64())
 	gauge("go_memory_mapped_bytes", "Memory the Go runtime has mapped, minus what it returned to the OS (wazero's compiled code is not in it).", "gauge")
 	fmt.Fprintf(&b, "go_memory_mapped_bytes %d\n", mem[1].Value.Uint64()-mem[2].Value.Uint64())
-	if rss, ok := residentBytes(); ok {
+	if rss, ok := residency.Resident(); ok {
 		gauge("process_resident_memory_bytes", "Resident memory of the agent process.", "gauge")
 		fmt.Fprintf(&b, "process_resident_memory_bytes %d\n", rss)
 	}
@@ -222,20 +221,3 @@ func pluralEvents(n, total int) string { return fmt.Sprintf("%d of %d events", n
 func percent(r float64) string { return fmt.Sprintf("%g%%", r*100) }
 
 var _ = errors.New
-
-// residentBytes reads the process's resident memory from /proc/self/statm (Linux).
-func residentBytes() (uint64, bool) {
-	b, err := os.ReadFile("/proc/self/statm")
-	if err != nil {
-		return 0, false
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 2 {
-		return 0, false
-	}
-	pages, err := strconv.ParseUint(f[1], 10, 64)
-	if err != nil {
-		return 0, false
-	}
-	return pages * uint64(os.Getpagesize()), true
-}

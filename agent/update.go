@@ -463,17 +463,18 @@ func (a *Agent) fetchModule(ctx context.Context, log zerolog.Logger, ref signing
 		if err != nil {
 			return false, err
 		}
-		if err := a.store.CheckRoom(int64(rel.Size), have); err != nil {
+		if rerr := a.store.CheckRoom(int64(rel.Size), have); rerr != nil {
 			// Not downloaded at all: a module that cannot fit costs no bandwidth. What an
 			// earlier attempt downloaded is kept for when there is room, unless it eats
 			// into the reserve the state and kv writes need; an empty file goes.
+			err := fmt.Errorf("download module: the module (%d bytes) does not fit: %w", rel.Size, rerr)
 			var nr *store.NoRoomError
-			if have == 0 || errors.As(err, &nr) && nr.Free < store.RoomReserve {
+			if have == 0 || errors.As(rerr, &nr) && nr.Free < store.RoomReserve {
 				if derr := a.store.DropPartial(rel.SHA256); derr != nil {
-					return false, fmt.Errorf("download module: the module (%d bytes) does not fit: %w (and removing the partial download: %v)", rel.Size, err, derr)
+					err = fmt.Errorf("%w (and removing the partial download: %v)", err, derr)
 				}
 			}
-			return false, fmt.Errorf("download module: the module (%d bytes) does not fit: %w", rel.Size, err)
+			return false, err
 		}
 		stats, err := a.fetcher.Download(ctx, mkey, path, int64(rel.Size))
 		if err != nil && diskFull(err) {
@@ -583,23 +584,44 @@ func (a *Agent) activate(name string, t target, mod *sandbox.Module, judge bool)
 }
 
 // retire stops a version that was replaced (if any), once its queued and running events are
-// done, and then hands the memory it and the new version's compilation freed back to the
-// OS. Compiling a module leaves garbage several times its size (a Go module: some 60 MiB,
-// TestIdleFootprint), which the Go runtime would otherwise return only over minutes; a
-// device may well need it sooner. So are the agent's own code pages that verifying,
-// downloading and compiling ran (residency.ReleaseCode), which the kernel would otherwise
-// leave mapped for the life of the process.
+// done, and then asks the trimmer to hand the memory it and the new version's compilation
+// freed back to the OS.
 func (a *Agent) retire(r *running) {
 	if r != nil {
 		r.stop()
 	}
-	debug.FreeOSMemory()
-	released, err := residency.ReleaseCode()
-	if err != nil {
-		a.log.Warn().Err(err).Msg("release code pages")
-		return
+	a.trimSoon()
+}
+
+// trimSoon asks the trimmer for a pass; requests made while one is pending are one pass.
+func (a *Agent) trimSoon() {
+	select {
+	case a.trimDue <- struct{}{}:
+	default:
 	}
-	a.log.Debug().Int64("bytes", released).Msg("released code pages")
+}
+
+// trimmer hands memory back to the OS after installs, rollbacks and the restore at start,
+// one pass at a time however many ask. Compiling a module leaves garbage several times its
+// size (a Go module: some 60 MiB, TestIdleFootprint), which the Go runtime would otherwise
+// return only over minutes; a device may well need it sooner. So are the agent's own code
+// pages that verifying, downloading and compiling ran (residency.ReleaseCode), which the
+// kernel would otherwise leave mapped for the life of the process.
+func (a *Agent) trimmer(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.trimDue:
+		}
+		debug.FreeOSMemory()
+		released, err := residency.ReleaseCode()
+		if err != nil {
+			a.log.Warn().Err(err).Msg("release code pages")
+			continue
+		}
+		a.log.Debug().Int64("bytes", released).Msg("released code pages")
+	}
 }
 
 // judge waits for a health window's verdict and acts on it.
@@ -740,7 +762,7 @@ func (a *Agent) restore(ctx context.Context) {
 		a.mu.Unlock()
 		a.log.Info().Str("module", name).Str("version", ms.Active.Version).Msg("module restored")
 	}
-	go a.retire(nil)
+	a.trimSoon()
 	_ = ctx
 }
 

@@ -11,5 +11,6 @@
 //
 // Only read-only, private mappings of the running executable that hold no anonymous
 // (copied-on-write) page are touched, so relocated data of a dynamically linked binary is
-// never reverted. On systems other than Linux every call does nothing.
+// never reverted. Resident reports what the process holds. On systems other than Linux
+// ReleaseCode does nothing and Resident cannot tell.
 package residency

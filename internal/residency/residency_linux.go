@@ -9,15 +9,12 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 )
 
 // ReleaseCode drops this process's mappings of its executable's read-only pages (machine
 // code and read-only data) and returns how many resident bytes they held.
 func ReleaseCode() (int64, error) {
-	releasing.Lock()
-	defer releasing.Unlock()
 	self, err := exeID()
 	if err != nil {
 		return 0, fmt.Errorf("identify executable: %w", err)
@@ -42,9 +39,6 @@ func ReleaseCode() (int64, error) {
 	}
 	return released, nil
 }
-
-// releasing makes concurrent calls take turns: each would do the same work.
-var releasing sync.Mutex
 
 // fileID names a file as /proc/PID/maps does: device major and minor, and inode.
 type fileID struct {
@@ -153,4 +147,21 @@ func parseHeader(f []string) (mapping, error) {
 	}
 	return mapping{start: start, end: end, perms: f[1],
 		file: fileID{uint32(major), uint32(minor), inode}}, nil
+}
+
+// Resident returns the process's resident memory, from /proc/self/statm.
+func Resident() (uint64, bool) {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0, false
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0, false
+	}
+	pages, err := strconv.ParseUint(f[1], 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	return pages * uint64(os.Getpagesize()), true
 }

@@ -180,3 +180,15 @@ func TestReleaseCode(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestResident(t *testing.T) {
+	exe := resident(exeMappings(t))
+	rss, ok := Resident()
+	if !ok {
+		t.Fatal("no resident memory read from /proc/self/statm")
+	}
+	// The executable's resident pages, read just before, are part of it.
+	if rss < uint64(exe) || rss > 1<<40 {
+		t.Errorf("resident %d bytes, with %d of the executable alone", rss, exe)
+	}
+}
