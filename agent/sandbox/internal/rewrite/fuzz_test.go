@@ -130,6 +130,7 @@ func FuzzInstrument(f *testing.F) {
 			f.Add(m)
 		}
 	}
+	f.Add(wat(f, writtenModule))
 	f.Add(hiddenLoopModule())
 	f.Add(fuelWriterModule())
 	f.Add(tableInitModule(2))
@@ -137,32 +138,42 @@ func FuzzInstrument(f *testing.F) {
 	f.Add(append([]byte(nil), header...))
 
 	f.Fuzz(func(t *testing.T, wasm []byte) {
-		res, err := Instrument(wasm) // a panic fails the target by itself
-		if err != nil {
-			if res != nil {
-				t.Fatalf("Instrument returned a result and the error %v", err)
-			}
-			return
-		}
-		if res == nil || len(res.Wasm) < 8 || !bytes.Equal(res.Wasm[:8], wasm[:8]) {
-			t.Fatalf("Instrument returned no module, or one without the header")
-		}
-		// The output carries the rewrite's names: instrumenting it again is refused.
-		if _, err := Instrument(res.Wasm); err == nil {
-			t.Fatalf("Instrument accepted its own output")
-		}
-		if len(wasm) > maxFuzzCompile {
-			return
-		}
-		inPanic, inErr := fuzzCompile(wasm)
-		outPanic, outErr := fuzzCompile(res.Wasm)
-		if outPanic != nil && inPanic == nil {
-			t.Fatalf("wazero panics compiling the instrumented module, not the input (input error: %v): %v", inErr, outPanic)
-		}
-		if inErr == nil && inPanic == nil && outErr != nil {
-			t.Fatalf("wazero compiles the input but not the instrumented module: %v", outErr)
+		for _, opts := range fuzzOptions {
+			fuzzOne(t, wasm, opts)
 		}
 	})
+}
+
+// fuzzOptions are the rewrites each fuzz input goes through: the plain one, and the one the
+// sandbox's compiler uses, which also records writes to memory.
+var fuzzOptions = []Options{{}, {Written: true, Tracked: func(module, _ string) bool { return module == "env" }}}
+
+func fuzzOne(t *testing.T, wasm []byte, opts Options) {
+	res, err := InstrumentWith(wasm, opts) // a panic fails the target by itself
+	if err != nil {
+		if res != nil {
+			t.Fatalf("Instrument returned a result and the error %v", err)
+		}
+		return
+	}
+	if res == nil || len(res.Wasm) < 8 || !bytes.Equal(res.Wasm[:8], wasm[:8]) {
+		t.Fatalf("Instrument returned no module, or one without the header")
+	}
+	// The output carries the rewrite's names: instrumenting it again is refused.
+	if _, err := InstrumentWith(res.Wasm, opts); err == nil {
+		t.Fatalf("Instrument accepted its own output")
+	}
+	if len(wasm) > maxFuzzCompile {
+		return
+	}
+	inPanic, inErr := fuzzCompile(wasm)
+	outPanic, outErr := fuzzCompile(res.Wasm)
+	if outPanic != nil && inPanic == nil {
+		t.Fatalf("wazero panics compiling the instrumented module (written: %v), not the input (input error: %v): %v", opts.Written, inErr, outPanic)
+	}
+	if inErr == nil && inPanic == nil && outErr != nil {
+		t.Fatalf("wazero compiles the input but not the instrumented module (written: %v): %v", opts.Written, outErr)
+	}
 }
 
 // The seeds must include the modules the other tests are about.

@@ -31,6 +31,8 @@
 // table.copy, table.init, elem.drop, data.drop, and calls of the imported functions that
 // Options.Stateful names (also through call_indirect, when such a function is in a table or
 // otherwise referenced). An instance whose dirty global is set is discarded, not reused.
+// Asked to (Options.Written), it also records which 4 KiB chunks of a small memory the code
+// writes, in a fourth global (WrittenExport), so that the host restores only those.
 //
 // The added globals come after the module's own, and its code is checked never to name them.
 // The added import comes after the module's imported functions, so every index of a function
@@ -49,13 +51,14 @@ import (
 // Names the rewrite adds. A module that exports one of the export names, or imports anything
 // from YieldModule, is refused.
 const (
-	FuelExport   = "__wasmfleet_fuel"
-	StartExport  = "__wasmfleet_start"
-	DepthExport  = "__wasmfleet_depth"
-	DirtyExport  = "__wasmfleet_dirty"
-	GlobalPrefix = "__wasmfleet_global_" // followed by the global's index in decimal
-	YieldModule  = "__wasmfleet"
-	YieldName    = "yield"
+	FuelExport    = "__wasmfleet_fuel"
+	StartExport   = "__wasmfleet_start"
+	DepthExport   = "__wasmfleet_depth"
+	DirtyExport   = "__wasmfleet_dirty"
+	WrittenExport = "__wasmfleet_written"
+	GlobalPrefix  = "__wasmfleet_global_" // followed by the global's index in decimal
+	YieldModule   = "__wasmfleet"
+	YieldName     = "yield"
 )
 
 // reservedPrefix starts every name the rewrite exports; a module may export none of them.
@@ -84,7 +87,26 @@ type Options struct {
 	// the instance that lives outside its memory and globals (WASI's file descriptor table,
 	// for example). Each call of such a function sets the dirty global first.
 	Stateful func(module, name string) bool
+	// Written asks for a fourth global, exported as WrittenExport: an i64 whose bit i is set
+	// when the code may have written memory's bytes [i*WrittenChunk, (i+2)*WrittenChunk) (a
+	// store may straddle two chunks). Every store sets its bit, every memory.init,
+	// memory.copy and memory.fill sets all bits, and so does every call of an imported
+	// function that Tracked does not name (also through call_indirect, when such a function
+	// is in a table or otherwise referenced). The host clears the global, and sets the bits
+	// of what its own functions write. A bit is set by the address modulo
+	// WrittenChunks*WrittenChunk, so the global means something only while memory is at
+	// most that size; the rewrite adds it only when the module's memory starts no larger.
+	Written bool
+	// Tracked reports whether the host records what the imported function module.name
+	// writes to memory in the written global itself.
+	Tracked func(module, name string) bool
 }
+
+// The written global's granularity (see Options.Written): 64 chunks of 4 KiB.
+const (
+	WrittenChunk  = 4096
+	WrittenChunks = 64
+)
 
 // Global is a mutable global of the module, exported for the host under Export.
 type Global struct {
@@ -112,6 +134,8 @@ type Result struct {
 	// Globals lists the module's own mutable globals, in index order, each exported under
 	// GlobalPrefix and its index. The rewrite's own globals are not in the list.
 	Globals []Global
+	// Written is true when the module has the written global (see Options.Written).
+	Written bool
 }
 
 // ErrMalformed is wrapped by every error about the binary itself.
@@ -183,13 +207,18 @@ func InstrumentWith(wasm []byte, opts Options) (*Result, error) {
 
 	res := &Result{}
 	var importedGlobals, importedFuncs, definedGlobals uint32
-	var stateful []bool // by imported function index
-	escapes := false    // a stateful import is referenced (tables, ref.func, exports)
+	var stateful []bool   // by imported function index
+	var untracked []bool  // by imported function index
+	escapes := false      // a stateful import is referenced (tables, ref.func, exports)
+	writesEscape := false // an untracked import is referenced
 	// refs sees every function reference outside code (element segments, global
 	// initialisers); ref.func in code must name one of those or an export to validate.
 	refs := &instrumenter{onRef: func(idx uint32) {
 		if idx < uint32(len(stateful)) && stateful[idx] {
 			escapes = true
+		}
+		if idx < uint32(len(untracked)) && untracked[idx] {
+			writesEscape = true
 		}
 	}}
 	var types []funcType
@@ -233,6 +262,7 @@ func InstrumentWith(wasm []byte, opts Options) (*Result, error) {
 					r.u32()
 					importedFuncs++
 					stateful = append(stateful, opts.Stateful != nil && opts.Stateful(imp.Module, imp.Name))
+					untracked = append(untracked, opts.Tracked == nil || !opts.Tracked(imp.Module, imp.Name))
 				case 1:
 					r.valtype()
 					r.limits()
@@ -323,6 +353,11 @@ func InstrumentWith(wasm []byte, opts Options) (*Result, error) {
 	ins := &instrumenter{fuel: fuel, depth: fuel + 1, dirty: fuel + 2, yield: importedFuncs,
 		types: types, funcTypes: funcTypes, extraTypes: map[string]uint32{},
 		stateful: stateful, indirectStateful: escapes, globals: res.Globals}
+	if opts.Written && res.HasMemory && res.MinMemoryPages*65536 <= WrittenChunks*WrittenChunk {
+		ins.track, ins.written = true, fuel+3
+		ins.untracked, ins.indirectUntracked = untracked, writesEscape
+		res.Written = true
+	}
 	yieldType := ins.funcType0()
 
 	// Instrument the code first: it may need block types that the type section lacks.
@@ -426,7 +461,11 @@ func (in *instrumenter) section(id byte, body []byte, yieldType uint32, start in
 		out = append(out, 0x00)
 		out = appendU32(out, yieldType)
 	case secGlobal:
-		out = appendU32(nil, n+3)
+		add := uint32(3)
+		if in.track {
+			add++
+		}
+		out = appendU32(nil, n+add)
 		for i := uint32(0); i < n && r.err == nil; i++ {
 			out = append(out, r.valtype(), r.byte()) // value type, mutability
 			out = in.constExpr(out, r)
@@ -435,9 +474,15 @@ func (in *instrumenter) section(id byte, body []byte, yieldType uint32, start in
 		out = appendS33(out, YieldEvery)
 		out = append(out, 0x0B, 0x7F, 0x01, 0x41, 0x00, 0x0B) // depth
 		out = append(out, 0x7F, 0x01, 0x41, 0x00, 0x0B)       // dirty
+		if in.track {
+			out = append(out, 0x7E, 0x01, 0x42, 0x00, 0x0B) // written
+		}
 	case secExport:
 		add := uint32(3 + len(in.globals))
 		if start >= 0 {
+			add++
+		}
+		if in.track {
 			add++
 		}
 		out = appendU32(nil, n+add)
@@ -460,6 +505,11 @@ func (in *instrumenter) section(id byte, body []byte, yieldType uint32, start in
 		out = appendName(out, DirtyExport)
 		out = append(out, 0x03)
 		out = appendU32(out, in.dirty)
+		if in.track {
+			out = appendName(out, WrittenExport)
+			out = append(out, 0x03)
+			out = appendU32(out, in.written)
+		}
 		for _, g := range in.globals {
 			idx, _ := strconv.ParseUint(strings.TrimPrefix(g.Export, GlobalPrefix), 10, 32)
 			out = appendName(out, g.Export)
@@ -607,6 +657,13 @@ type instrumenter struct {
 	stateful           []bool   // by imported function index: a call sets the dirty global
 	indirectStateful   bool     // a stateful import may be reached through call_indirect
 	onRef              func(idx uint32)
+
+	// Tracking memory writes (Options.Written).
+	track             bool
+	written           uint32 // index of the written global
+	untracked         []bool // by imported function index: a call sets every written bit
+	indirectUntracked bool   // an untracked import may be reached through call_indirect
+	body              []byte // a function's instrumented code, before its locals are known
 }
 
 // ref returns the new index of function idx, referenced from outside code (an element
@@ -723,19 +780,27 @@ func (in *instrumenter) function(out, code []byte, ft funcType) ([]byte, error) 
 	if r.err != nil {
 		return nil, r.err
 	}
+	localsEnd := r.off
 	weight := 2 + uint64(ft.params) + locals + uint64(len(code))/8
+	if in.track {
+		weight += scratchLocals
+	}
 	if weight > StackBudget/16 {
 		return nil, fmt.Errorf("a function needs %d stack units, more than the %d one call may take", weight, StackBudget/16)
 	}
-	// One more i32 local, after the module's own (no index moves): the scratch register of
-	// the bulk-operation charge.
-	if locals+1 > maxLocals {
+	// Locals after the module's own (no index moves): an i32, the scratch register of the
+	// bulk-operation charge; when tracking writes, also the store's address (the same i32),
+	// the function's written bits (an i64, added to the global when it returns) and a
+	// register for the value of each type a store takes.
+	if locals+scratchLocals > maxLocals {
 		return nil, malformed("a function declares %d locals", locals)
 	}
 	scratch := ft.params + uint32(locals)
-	out = appendU32(out, groups+1)
-	out = append(out, code[entries:r.off]...)
-	out = append(out, 0x01, 0x7F)
+	s := storeLocals{addr: scratch, acc: scratch + 2, value: [5]uint32{scratch + 1, scratch + 3, scratch + 4, scratch + 5, scratch + 6}}
+	marked := false // the function sets written bits
+	usesV128 := false
+	out, header := in.body[:0], out
+	defer func() { in.body = out[:0] }()
 	out = in.check(out)
 	out = in.addDepth(out, 0x6A, uint32(weight)) // i32.add
 	out = append(out, 0x23)
@@ -769,7 +834,22 @@ func (in *instrumenter) function(out, code []byte, ft funcType) ([]byte, error) 
 				out = append(out, code[copied:at]...)
 				out = append(out, 0x0B) // end of the wrapper block
 				out = in.addDepth(out, 0x6B, uint32(weight))
-				return append(out, 0x0B), nil
+				if marked {
+					out = in.flush(out, s.acc)
+				}
+				out = append(out, 0x0B)
+				// Now the locals: the module's, then the rewrite's.
+				added := []byte{0x01, 0x7F}
+				if in.track {
+					added = []byte{0x02, 0x7F, 0x02, 0x7E, 0x01, 0x7D, 0x01, 0x7C}
+					if usesV128 {
+						added = append(added, 0x01, 0x7B)
+					}
+				}
+				header = appendU32(header, groups+uint32(len(added)/2))
+				header = append(header, code[entries:localsEnd]...)
+				header = append(header, added...)
+				return append(header, out...), nil
 			}
 			nesting--
 		case op == 0x0F: // return: branch to the end of the wrapper instead
@@ -783,19 +863,46 @@ func (in *instrumenter) function(out, code []byte, ft funcType) ([]byte, error) 
 			if op == 0x10 && idx < uint32(len(in.stateful)) && in.stateful[idx] {
 				out = in.markDirty(out)
 			}
+			if op == 0x10 && in.track && idx < uint32(len(in.untracked)) && in.untracked[idx] {
+				out, marked = markAll(out, s.acc), true
+			}
 			out = append(out, op)
 			out = appendU32(out, in.shift(idx))
 			copied = r.off
-		case op == 0x11 && in.indirectStateful, op == 0x26: // call_indirect, table.set
+		case op == 0x11 && (in.indirectStateful || in.indirectUntracked), op == 0x26: // call_indirect, table.set
 			out = append(out, code[copied:at]...)
-			out = in.markDirty(out)
+			if op == 0x26 || in.indirectStateful {
+				out = in.markDirty(out)
+			}
+			if op == 0x11 && in.indirectUntracked {
+				out, marked = markAll(out, s.acc), true
+			}
 			copied = at
 			skipImmediates(r, op)
+		case op >= 0x36 && op <= 0x3E && in.track: // stores
+			out = append(out, code[copied:at]...)
+			copied = at
+			out, marked = s.mark(out, storeType[op-0x36], r.memarg()), true
+		case op == 0xFD && in.track:
+			sub := r.u32()
+			if sub == 11 || sub >= 88 && sub <= 91 { // v128.store, v128.storeN_lane
+				out = append(out, code[copied:at]...)
+				copied = at
+				out, marked, usesV128 = s.mark(out, 4, r.memarg()), true, true
+				if sub != 11 {
+					r.byte() // lane
+				}
+			} else {
+				skipFDImmediates(r, sub)
+			}
 		case op == 0xFC:
 			sub := r.u32()
 			if bulk(sub) || dirties(sub) {
 				out = append(out, code[copied:at]...)
 				copied = at
+			}
+			if in.track && (sub == 8 || sub == 10 || sub == 11) { // memory.init, .copy, .fill
+				out, marked = markAll(out, s.acc), true
 			}
 			if bulk(sub) {
 				// Charge the operation's length before it runs: one unit of fuel per
@@ -812,6 +919,22 @@ func (in *instrumenter) function(out, code []byte, ft funcType) ([]byte, error) 
 			if idx := r.u32(); idx >= in.fuel && r.err == nil {
 				return nil, malformed("instruction at %d names global %d, which does not exist", at, idx)
 			}
+		case op >= 0x20 && op <= 0x22: // local.get / set / tee: not the rewrite's own locals
+			if idx := r.u32(); uint64(idx) >= uint64(ft.params)+locals && r.err == nil {
+				return nil, malformed("instruction at %d names local %d, which does not exist", at, idx)
+			}
+		case op == 0x0C || op == 0x0D || op == 0x0E: // br, br_if, br_table
+			// A label past the function's own would, after the rewrite, leave the wrapper
+			// block, and with it the depth and the written record.
+			labels := uint64(1)
+			if op == 0x0E {
+				labels += uint64(r.u32()) // and the default
+			}
+			for i := uint64(0); i < labels && r.err == nil; i++ {
+				if l := r.u32(); l > uint32(nesting) && r.err == nil {
+					return nil, malformed("branch at %d to label %d, which does not exist", at, l)
+				}
+			}
 		default:
 			skipImmediates(r, op)
 		}
@@ -820,6 +943,63 @@ func (in *instrumenter) function(out, code []byte, ft funcType) ([]byte, error) 
 		}
 	}
 	return nil, malformed("function body has no end")
+}
+
+// scratchLocals is the most locals the rewrite adds to a function.
+const scratchLocals = 7
+
+// storeType is the value type of each store instruction, 0x36 to 0x3E, as an index into
+// storeLocals.value: i32, i64, f32, f64 (and 4, v128).
+var storeType = [...]int{0, 1, 2, 3, 0, 0, 1, 1, 1}
+
+// storeLocals are the locals a function's store instrumentation uses.
+type storeLocals struct {
+	addr  uint32    // the store's address (the bulk charge's scratch; the two never overlap)
+	acc   uint32    // i64: the bits this call of the function sets
+	value [5]uint32 // the store's value, by type: i32, i64, f32, f64, v128
+}
+
+// mark appends, before a store of type t with memarg offset off ([addr, value] on the stack,
+// and there again after): $acc |= 1 << ((addr + off) >> 12). The bit is taken modulo 64 (see
+// Options.Written). A store whose address overflows traps, and the host discards the
+// instance of an event that trapped, so an overflow needs no care.
+func (s storeLocals) mark(out []byte, t int, off uint64) []byte {
+	out = append(out, 0x21) // local.set $value
+	out = appendU32(out, s.value[t])
+	out = append(out, 0x21) // local.set $addr
+	out = appendU32(out, s.addr)
+	out = append(out, 0x20) // local.get $acc
+	out = appendU32(out, s.acc)
+	out = append(out, 0x42, 0x01, 0x20) // i64.const 1; local.get $addr
+	out = appendU32(out, s.addr)
+	out = append(out, 0xAD) // i64.extend_i32_u
+	if off != 0 {
+		out = append(out, 0x42) // i64.const off; i64.add
+		out = appendS33(out, int64(off))
+		out = append(out, 0x7C)
+	}
+	out = append(out, 0x42, 0x0C, 0x88, 0x86, 0x84, 0x21) // i64.const 12; i64.shr_u; i64.shl; i64.or; local.set $acc
+	out = appendU32(out, s.acc)
+	out = append(out, 0x20) // local.get $addr
+	out = appendU32(out, s.addr)
+	out = append(out, 0x20) // local.get $value
+	return appendU32(out, s.value[t])
+}
+
+// markAll appends: $acc = -1, every bit set.
+func markAll(out []byte, acc uint32) []byte {
+	out = append(out, 0x42, 0x7F, 0x21) // i64.const -1; local.set $acc
+	return appendU32(out, acc)
+}
+
+// flush appends, at the function's single exit: $written |= $acc.
+func (in *instrumenter) flush(out []byte, acc uint32) []byte {
+	out = append(out, 0x23)
+	out = appendU32(out, in.written)
+	out = append(out, 0x20)
+	out = appendU32(out, acc)
+	out = append(out, 0x84, 0x24) // i64.or; global.set
+	return appendU32(out, in.written)
 }
 
 // bulk reports whether 0xFC sub-opcode sub is an operation whose cost grows with an operand:
@@ -981,8 +1161,10 @@ func skipFCImmediates(r *reader, sub uint32) {
 	}
 }
 
-func skipFD(r *reader) {
-	sub := r.u32()
+func skipFD(r *reader) { skipFDImmediates(r, r.u32()) }
+
+// skipFDImmediates advances r past the immediates of 0xFD sub-opcode sub.
+func skipFDImmediates(r *reader, sub uint32) {
 	switch {
 	case sub <= 11, sub == 92 || sub == 93: // v128 loads/stores
 		r.memarg()
@@ -1119,12 +1301,13 @@ func (r *reader) blocktype() {
 	}
 }
 
-func (r *reader) memarg() {
+// memarg reads a memory argument and returns its offset.
+func (r *reader) memarg() uint64 {
 	align := r.u32()
 	if align&(1<<6) != 0 { // multi-memory: a memory index follows
 		r.u32()
 	}
-	r.uleb(64)
+	return r.uleb(64)
 }
 
 func (r *reader) name() string {

@@ -1137,6 +1137,15 @@ func TestRepositoryModules(t *testing.T) {
 			if err := compileWith(wazero.NewRuntimeConfigInterpreter(), res.Wasm); err != nil {
 				t.Errorf("wazero: %v", err)
 			}
+			// As the sandbox's compiler instruments it, recording writes to memory.
+			written, err := InstrumentWith(in, Options{Written: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			wasmValidate(t, written.Wasm)
+			if err := compileWith(wazero.NewRuntimeConfigCompiler(), written.Wasm); err != nil {
+				t.Errorf("wazero, written recorded: %v", err)
+			}
 			if res.HasStart != (strings.HasPrefix(name, "start-") || name == "leak-everything") {
 				t.Errorf("HasStart %v", res.HasStart)
 			}
