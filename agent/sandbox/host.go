@@ -57,9 +57,15 @@ func hostFuncs() []hostFunc {
 			s[0] = e.copyOut(mod, []byte(v), s[2], s[3])
 		}},
 		{"publish", []api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32}, func(e *event, mod api.Module, s []uint64) {
-			t := string(e.read(mod, s[0], s[1]))
+			t := e.read(mod, s[0], s[1])
 			payload := e.read(mod, s[2], s[3])
-			e.publish(t, payload)
+			if string(t) == e.inst.topic && len(t) > 0 {
+				// The same topic as the instance's last publish, already checked.
+				e.record(e.inst.topic, payload)
+			} else {
+				e.publish(string(t), payload)
+				e.inst.topic = string(t)
+			}
 			s[0] = 0
 		}},
 		{"log", []api.ValueType{i32, i32, i32}, nil, func(e *event, mod api.Module, s []uint64) {
@@ -103,7 +109,7 @@ func hostFuncs() []hostFunc {
 			if uint32(s[1]) > maxRandom {
 				e.stop(fmt.Errorf("%w: random_fill of %d bytes (at most %d a call)", ErrBadPointer, uint32(s[1]), maxRandom))
 			}
-			buf := e.read(mod, s[0], s[1]) // a view of guest memory
+			buf := e.writable(mod, s[0], s[1]) // a view of guest memory
 			if _, err := rand.Read(buf); err != nil {
 				e.stop(fmt.Errorf("%w: random_fill: %v", ErrTrap, err))
 			}
@@ -182,9 +188,16 @@ func (e *event) read(mod api.Module, ptr, n uint64) []byte {
 	return b
 }
 
+// writable is read for memory the host function is about to write: it is recorded as written.
+func (e *event) writable(mod api.Module, ptr, n uint64) []byte {
+	b := e.read(mod, ptr, n)
+	e.inst.wrote(uint64(uint32(ptr)), uint64(len(b)))
+	return b
+}
+
 // copyOut writes min(len(v), cap) bytes of v at buf and returns len(v).
 func (e *event) copyOut(mod api.Module, v []byte, buf, capacity uint64) uint64 {
-	dst := e.read(mod, buf, capacity)
+	dst := e.writable(mod, buf, capacity)
 	copy(dst, v)
 	return uint64(uint32(len(v)))
 }
@@ -198,6 +211,13 @@ func (e *event) publish(t string, payload []byte) {
 	if !m.mayPublish(t) {
 		e.stop(fmt.Errorf("%w: %q is not in the module's publish capability %q", ErrForbiddenTopic, t, m.manifest.Capabilities.Publish))
 	}
+	e.record(t, payload)
+}
+
+// record records one outgoing message to a topic that passed publish's checks, within the
+// event's bounds.
+func (e *event) record(t string, payload []byte) {
+	m := e.m
 	if len(e.out) >= m.limits.MaxPublishes {
 		e.stop(fmt.Errorf("%w: more than %d publishes in one event", ErrPublishLimit, m.limits.MaxPublishes))
 	}

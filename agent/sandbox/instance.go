@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
+	"math/bits"
 	"strings"
 	"time"
 
@@ -32,6 +33,7 @@ type instance struct {
 	fuel    api.MutableGlobal
 	depth   api.Global
 	dirty   api.MutableGlobal
+	written api.MutableGlobal   // chunks of memory written since the snapshot; nil if untracked
 	globals []api.MutableGlobal // the module's mutable globals and the rewrite's depth
 	ev      *event              // the event using the instance, for its writers and randomness
 	rng     fakeRand            // without the random capability
@@ -39,6 +41,8 @@ type instance struct {
 	snap    *snapshot           // nil until taken, and for instances that are not reused
 	size    int                 // memory size after initialisation
 	funcs   map[string]api.Function
+	stack   [2]uint64 // parameters and results of event.call
+	topic   string    // the last topic published to, which passed the module's checks
 }
 
 // function returns the exported function name, nil if there is none. The compiler gives
@@ -86,6 +90,11 @@ func statefulImport(module, name string) bool {
 	return module == wasi_snapshot_preview1.ModuleName && !statelessWASI[name]
 }
 
+// trackedImport is the rewrite's Options.Tracked: the host functions record what they write
+// to memory themselves (event.writable). WASI's functions do not, so a call of one marks all
+// of memory written.
+func trackedImport(module, _ string) bool { return module == HostModule }
+
 // instantiate makes a new instance for event st and runs its initialisation (the start
 // function, then _initialize) under st's deadline. On error the instance is closed.
 func (m *Module) instantiate(ctx context.Context, st *event) (*instance, error) {
@@ -115,6 +124,11 @@ func (m *Module) instantiate(ctx context.Context, st *event) (*instance, error) 
 		return fail(fmt.Errorf("%w: the instrumented module has no dirty global", ErrInvalidModule))
 	}
 	in.depth = mod.ExportedGlobal(rewrite.DepthExport)
+	if m.written {
+		if in.written, ok = mod.ExportedGlobal(rewrite.WrittenExport).(api.MutableGlobal); !ok {
+			return fail(fmt.Errorf("%w: the instrumented module has no written global", ErrInvalidModule))
+		}
+	}
 	st.arm(in)
 	if m.hasStart {
 		if _, err := st.call(ctx, rewrite.StartExport); err != nil {
@@ -177,6 +191,9 @@ func (in *instance) takeSnapshot(names []string) error {
 		s.globals[i] = g.Get()
 	}
 	in.snap = s
+	if in.written != nil {
+		in.written.Set(0)
+	}
 	return nil
 }
 
@@ -187,19 +204,37 @@ func (in *instance) restorable() bool {
 	return !in.mod.IsClosed() && in.dirty.Get() == 0 && len(in.mem.buf) == in.size
 }
 
-// restore puts the snapshot back for event st. Memory is compared before it is written: an
-// event changes few of an instance's pages (2 of the 16 of the C example, 52 of the 832 of the
-// Go one), and reading a page costs less than writing it.
+// restore puts the snapshot back for event st. When the module tracks its writes (a memory
+// of at most rewrite.WrittenChunks chunks, on the compiler), only the chunks the last event
+// may have written are put back, each copied whole. Otherwise every chunk is compared before
+// it is written: an event changes few of an instance's pages (2 of the 16 of the C example,
+// 52 of the 832 of the Go one), and reading a page costs less than writing it.
 func (in *instance) restore(st *event) {
-	for i, c := range in.snap.chunks {
-		live := in.mem.buf[i*snapChunk : (i+1)*snapChunk]
-		switch {
-		case c == nil:
-			if !bytes.Equal(live, zeroChunk[:]) {
+	chunks := in.snap.chunks
+	if w := in.writtenChunks(); w != ^uint64(0) {
+		for w &= 1<<len(chunks) - 1; w != 0; w &= w - 1 {
+			i := bits.TrailingZeros64(w)
+			live := in.mem.buf[i*snapChunk : (i+1)*snapChunk]
+			if c := chunks[i]; c == nil {
 				clear(live)
+			} else {
+				copy(live, c)
 			}
-		case !bytes.Equal(live, c):
-			copy(live, c)
+		}
+		if verifyRestore {
+			in.verify()
+		}
+	} else {
+		for i, c := range chunks {
+			live := in.mem.buf[i*snapChunk : (i+1)*snapChunk]
+			switch {
+			case c == nil:
+				if !bytes.Equal(live, zeroChunk[:]) {
+					clear(live)
+				}
+			case !bytes.Equal(live, c):
+				copy(live, c)
+			}
 		}
 	}
 	for i, g := range in.globals {
@@ -209,6 +244,52 @@ func (in *instance) restore(st *event) {
 	in.mem.hit = false
 	in.ev = st
 	st.inst = in
+}
+
+// writtenChunks returns the chunks of memory that may differ from the snapshot, bit i for
+// chunk i, and clears the record; all bits when the instance does not track its writes or
+// its memory is too large for the record.
+func (in *instance) writtenChunks() uint64 {
+	if in.written == nil || len(in.snap.chunks) > rewrite.WrittenChunks {
+		return ^uint64(0)
+	}
+	w := in.written.Get()
+	in.written.Set(0)
+	if w == ^uint64(0) {
+		return w
+	}
+	return w | w<<1 // a store may straddle into the next chunk
+}
+
+// wrote records that the host wrote guest memory [ptr, ptr+n), already checked to be inside
+// memory.
+func (in *instance) wrote(ptr, n uint64) {
+	if in.written == nil || n == 0 {
+		return
+	}
+	first, last := ptr/rewrite.WrittenChunk, (ptr+n-1)/rewrite.WrittenChunk
+	w := ^uint64(0) // past the record's chunks, which only a larger memory has
+	if last < rewrite.WrittenChunks {
+		w = (uint64(1)<<(last+1) - 1) &^ (uint64(1)<<first - 1)
+	}
+	in.written.Set(in.written.Get() | w)
+}
+
+// verifyRestore makes every restore that trusted the written record check all of memory
+// against the snapshot afterwards, and panic if anything differs. Tests set it: a store the
+// rewrite failed to record would leak state between events.
+var verifyRestore = false
+
+func (in *instance) verify() {
+	for i, c := range in.snap.chunks {
+		live := in.mem.buf[i*snapChunk : (i+1)*snapChunk]
+		if c == nil {
+			c = zeroChunk[:]
+		}
+		if !bytes.Equal(live, c) {
+			panic(fmt.Sprintf("sandbox: chunk %d of memory differs from the snapshot after a restore of the chunks written", i))
+		}
+	}
 }
 
 func (in *instance) close() {

@@ -69,6 +69,7 @@ type Module struct {
 	// instance); globals are the exports of the module's mutable globals.
 	reuse     bool
 	globals   []string
+	written   bool        // the instrumented module tracks its writes to memory (rewrite.Options.Written)
 	snapshots atomic.Bool // snapshot new instances even of a large memory (see smallMemory)
 
 	poolMu sync.Mutex
@@ -114,6 +115,11 @@ func (r *Runtime) newModule(compiled wazero.CompiledModule, inst *rewrite.Result
 		}
 	}
 	_, hasInit := exports["_initialize"]
+	if hasInit && m.ABI == modules.ABIHandlerV1 {
+		if err := needFunc("_initialize", nil, nil); err != nil {
+			return nil, err
+		}
+	}
 	mod := &Module{
 		r: r, manifest: m, limits: limits, compiled: compiled,
 		hasStart: inst.HasStart, hasInit: hasInit && m.ABI == modules.ABIHandlerV1,
@@ -122,6 +128,7 @@ func (r *Runtime) newModule(compiled wazero.CompiledModule, inst *rewrite.Result
 	}
 	mod.refill.Store(rewrite.YieldEvery)
 	mod.reuse = reusable(m, inst)
+	mod.written = inst.Written
 	for _, g := range inst.Globals {
 		mod.globals = append(mod.globals, g.Export)
 	}
@@ -190,13 +197,10 @@ func (m *Module) Stats() Stats {
 }
 
 // reusable reports whether a module's instances may be restored from a snapshot between
-// events rather than made anew for each (see instance). Not for commands (a command's
-// _start runs once and exits, which closes its instance), not for modules granted
-// randomness (state that initialisation seeded from real randomness, a PRNG's say, would
-// repeat in every event), and not for modules with a mutable v128 global (wazero's API
-// reads and writes only the low 64 bits of a global).
+// events rather than made anew for each (see instance): if mayRestore, and the module has
+// no mutable v128 global (wazero's API reads and writes only the low 64 bits of a global).
 func reusable(m *modules.Manifest, inst *rewrite.Result) bool {
-	if m.ABI != modules.ABIHandlerV1 || m.Capabilities.Random {
+	if !mayRestore(m) {
 		return false
 	}
 	for _, g := range inst.Globals {
@@ -205,6 +209,14 @@ func reusable(m *modules.Manifest, inst *rewrite.Result) bool {
 		}
 	}
 	return true
+}
+
+// mayRestore reports whether a module of manifest m may have its instances restored, as far
+// as the manifest tells. Not commands (a command's _start runs once and exits, which closes
+// its instance), and not modules granted randomness (state that initialisation seeded from
+// real randomness, a PRNG's say, would repeat in every event).
+func mayRestore(m *modules.Manifest) bool {
+	return m.ABI == modules.ABIHandlerV1 && !m.Capabilities.Random
 }
 
 // Close releases the compiled module and its idle instances. It does not wait for running
@@ -409,6 +421,7 @@ func (m *Module) run(ctx context.Context, st *event) (err error) {
 			return err
 		}
 		ptr := uint32(res[0])
+		inst.wrote(uint64(ptr), uint64(n))
 		if n > 0 && (ptr == 0 || !inst.mod.Memory().Write(ptr, st.ev.Payload)) {
 			return fmt.Errorf("%w: wasmfleet_alloc(%d) returned %#x, which is not a usable buffer", ErrHandler, n, ptr)
 		}
@@ -438,17 +451,26 @@ func (e *event) arm(in *instance) {
 	e.fuel.Set(uint64(e.refill))
 }
 
-// call calls the instance's export name, turning an error into one of the sandbox kinds.
+// call calls the instance's export name, turning an error into one of the sandbox kinds. Its
+// results are valid until the instance's next call.
 func (e *event) call(ctx context.Context, name string, args ...uint64) ([]uint64, error) {
 	fn := e.inst.function(name)
 	if fn == nil {
 		return nil, fmt.Errorf("%w: the module does not export %s", ErrInvalidModule, name)
 	}
-	res, err := fn.Call(ctx, args...)
-	if err != nil {
-		return nil, e.classify(fmt.Errorf("%s: %w", name, err))
+	// The exports called here take at most two parameters and return at most one result
+	// (newModule checks their types), which fit the instance's stack.
+	stack := e.inst.stack[:]
+	copy(stack, args)
+	if err := fn.CallWithStack(ctx, stack); err != nil {
+		err = e.classify(fmt.Errorf("%s: %w", name, err))
+		if err == nil && name != "_start" {
+			// proc_exit(0) is how a command ends well; anything else must return.
+			err = fmt.Errorf("%w: %s called proc_exit(0) instead of returning", ErrHandler, name)
+		}
+		return nil, err
 	}
-	return res, nil
+	return stack[:1], nil
 }
 
 // classify turns the error of a failed call into one of the sandbox kinds, by what the

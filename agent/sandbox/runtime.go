@@ -24,6 +24,9 @@ type Runtime struct {
 	rt        wazero.Runtime
 	cache     *sealedCache // nil without Config.CacheDir
 	allowed   map[[2]string]api.FunctionDefinition
+	// recordWrites instruments the modules it loads to record the chunks of memory they
+	// write (rewrite.Options.Written). On for the compiler; benchmarks turn it off to compare.
+	recordWrites bool
 
 	mu     sync.Mutex // serialises compilation (and the cache sync after it)
 	closed bool
@@ -33,7 +36,7 @@ type Runtime struct {
 func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	realClock := cfg.Now == nil
 	cfg = cfg.withDefaults()
-	r := &Runtime{cfg: cfg, realClock: realClock}
+	r := &Runtime{cfg: cfg, realClock: realClock, recordWrites: !cfg.Interpreter}
 	rc := wazero.NewRuntimeConfig()
 	if cfg.Interpreter {
 		rc = wazero.NewRuntimeConfigInterpreter()
@@ -118,7 +121,14 @@ func (r *Runtime) Load(ctx context.Context, wasm []byte, m *modules.Manifest) (*
 		return nil, fmt.Errorf("%w: module is %d bytes, this device accepts at most %d", ErrModuleTooLarge, len(wasm), r.cfg.MaxModuleSize)
 	}
 	limits := m.Limits.WithDefaults()
-	inst, err := rewrite.InstrumentWith(wasm, rewrite.Options{Stateful: statefulImport})
+	inst, err := rewrite.InstrumentWith(wasm, rewrite.Options{
+		Stateful: statefulImport,
+		// Only for modules whose instances are restored (see reusable); and the interpreter
+		// (32-bit ARM) keeps comparing all of memory: there a store's extra instructions
+		// would cost more than the comparison saves.
+		Written: r.recordWrites && mayRestore(m),
+		Tracked: trackedImport,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidModule, err)
 	}

@@ -629,3 +629,37 @@ func TestCacheRetainCompiled(t *testing.T) {
 		t.Fatalf("%d entries left, want none", len(got))
 	}
 }
+
+// TestProcExitZeroInAHandler: proc_exit(0) ends a command well, but a handler/v1 export
+// must return; calling it there is a handler failure, not a success with no result (which
+// made Handle index a result it did not have, and panic).
+func TestProcExitZeroInAHandler(t *testing.T) {
+	for _, export := range []string{"wasmfleet_alloc", "wasmfleet_handle", "_initialize"} {
+		t.Run(export, func(t *testing.T) {
+			exits := map[string]string{"wasmfleet_alloc": "(i32.const 1024)", "wasmfleet_handle": "(i32.const 0)", "_initialize": ""}
+			exits[export] = "(call $exit (i32.const 0)) " + exits[export]
+			wasm := wat(t, `(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (func (export "_initialize") `+exits["_initialize"]+`)
+  (func (export "wasmfleet_alloc") (param i32) (result i32) `+exits["wasmfleet_alloc"]+`)
+  (func (export "wasmfleet_handle") (param i32 i32) (result i32) `+exits["wasmfleet_handle"]+`))`)
+			mod := load(t, newRuntime(t, Config{}), wasm, nil)
+			if _, err := mod.Handle(context.Background(), Event{Payload: []byte("x")}); !errors.Is(err, ErrHandler) {
+				t.Fatalf("Handle: %v, want %v", err, ErrHandler)
+			}
+		})
+	}
+}
+
+// TestInitializeTakesNothing: a handler/v1 module's _initialize must be [] -> [].
+func TestInitializeTakesNothing(t *testing.T) {
+	wasm := wat(t, `(module
+  (memory (export "memory") 1)
+  (func (export "_initialize") (param i32))
+  (func (export "wasmfleet_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "wasmfleet_handle") (param i32 i32) (result i32) (i32.const 0)))`)
+	if _, err := newRuntime(t, Config{}).Load(context.Background(), wasm, nil); !errors.Is(err, ErrInvalidModule) {
+		t.Fatalf("Load: %v, want %v", err, ErrInvalidModule)
+	}
+}
