@@ -123,6 +123,13 @@ func BenchmarkThresholdAlert(b *testing.B) {
 			mod := load(b, newRuntime(b, Config{Interpreter: interp, DeviceID: "bench-1"}), wasm, m)
 			measure(b, true, sandboxEvent(b, mod, ev, 1))
 		})
+		if !interp {
+			b.Run("sandbox-compiler-unrecorded", func(b *testing.B) {
+				r := newRuntime(b, Config{DeviceID: "bench-1"})
+				r.recordWrites = false
+				measure(b, true, sandboxEvent(b, load(b, r, wasm, m), ev, 1))
+			})
+		}
 		b.Run("peer-wazero-naive-"+engine, func(b *testing.B) {
 			p := newPlainWazero(b, interp, wasm, "bench-1", taTopic, taConfig)
 			measure(b, false, func() { p.freshEvent(b, taPayload, 1) })
@@ -215,6 +222,43 @@ func BenchmarkHash4MiB(b *testing.B) {
 			measure(b, false, func() { p.call(b, inst, payload, 1) })
 		})
 	}
+}
+
+// storesWAT is a handler that writes 32 KiB of its one page of memory byte by byte: the worst
+// case for recording the chunks an event writes, which adds instructions to every store.
+const storesWAT = `(module
+  (memory (export "memory") 1)
+  (func (export "wasmfleet_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "wasmfleet_handle") (param $p i32) (param $n i32) (result i32)
+    (local $i i32)
+    (loop $l
+      (i32.store8 (i32.add (i32.const 4096) (local.get $i)) (local.get $i))
+      (br_if $l (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1))) (i32.const 32768))))
+    (i32.const 0)))`
+
+// BenchmarkStores is one event of storesWAT: with writes recorded (the compiler's default),
+// without (every restore compares all of memory), and plain wazero calling the module,
+// uninstrumented, in one instance it never restores.
+func BenchmarkStores(b *testing.B) {
+	wasm := wat(b, storesWAT)
+	m := manifest(b, "name: stores\nversion: 1.0.0\nabi: handler/v1\nlimits: {timeout: 10s}\n")
+	ev := Event{Payload: []byte("x")}
+	for _, record := range []bool{true, false} {
+		name := "sandbox-compiler"
+		if !record {
+			name += "-unrecorded"
+		}
+		b.Run(name, func(b *testing.B) {
+			r := newRuntime(b, Config{})
+			r.recordWrites = record
+			measure(b, true, sandboxEvent(b, load(b, r, wasm, m), ev, 0))
+		})
+	}
+	b.Run("peer-wazero-warm-compiler", func(b *testing.B) {
+		p := newPlainWazero(b, false, wasm, "bench-1", "", nil)
+		inst := p.instantiate(b)
+		measure(b, false, func() { p.call(b, inst, ev.Payload, 0) })
+	})
 }
 
 // BenchmarkEvent runs one tiny event (the echo example: a 64-byte payload in, one publish

@@ -26,6 +26,7 @@ var groups = []group{
 		{"plain wazero, a fresh instance per event (naive)", ta + "peer-wazero-naive-compiler", ta + "sandbox-compiler"},
 		{"native build (-O2), fork/exec per event", ta + "peer-native-forkexec", ta + "sandbox-compiler"},
 		{"Node.js, `new WebAssembly.Instance` per event", ta + "peer-node-instance", ta + "sandbox-compiler"},
+		{"sandbox, compiler, writes not recorded (every restore compares all of memory)", ta + "sandbox-compiler-unrecorded", ta + "sandbox-compiler"},
 		{"**sandbox**, interpreter (32-bit ARM's engine)", ta + "sandbox-interpreter", ""},
 		{"plain wazero interpreter, fresh instance (naive)", ta + "peer-wazero-naive-interpreter", ta + "sandbox-interpreter"},
 	}},
@@ -47,6 +48,11 @@ var groups = []group{
 	{"hash (C): fill 4 MiB, FNV-1a byte by byte (the tightest real loop)", []row{
 		{"**sandbox**, every limit in force", "Hash4MiB/fnv/sandbox-compiler", ""},
 		{"plain wazero, one instance reused, no limits (not pristine)", "Hash4MiB/fnv/peer-wazero-warm-compiler", "Hash4MiB/fnv/sandbox-compiler"},
+	}},
+	{"stores: 32 KiB written byte by byte (the worst case for recording writes)", []row{
+		{"**sandbox**, compiler, writes recorded", "Stores/sandbox-compiler", ""},
+		{"sandbox, compiler, writes not recorded (every restore compares all of memory)", "Stores/sandbox-compiler-unrecorded", "Stores/sandbox-compiler"},
+		{"plain wazero, one instance reused (not pristine)", "Stores/peer-wazero-warm-compiler", "Stores/sandbox-compiler"},
 	}},
 	{"tight loop: 1,048,576 empty iterations (the worst case for a check per iteration)", []row{
 		{"**sandbox**", "TightLoop/sandbox-compiler", ""},
