@@ -60,7 +60,7 @@ func (in *instance) function(name string) api.Function {
 }
 
 // snapshot is an instance's state right after initialisation. Memory is kept in chunks of
-// snapChunk bytes, nil for a chunk of zeros.
+// snapChunk bytes; a chunk of zeros is zeroChunk, shared and never written.
 type snapshot struct {
 	chunks  [][]byte
 	globals []uint64
@@ -176,13 +176,14 @@ func (in *instance) takeSnapshot(names []string) error {
 	s := &snapshot{chunks: make([][]byte, len(in.mem.buf)/snapChunk), globals: make([]uint64, len(in.globals)), rng: in.rng, clock: in.clock}
 	n := 0
 	for i := range s.chunks {
-		if !bytes.Equal(in.mem.buf[i*snapChunk:(i+1)*snapChunk], zeroChunk[:]) {
+		if !bytes.Equal(in.chunk(i), zeroChunk[:]) {
 			n++
 		}
 	}
 	data := make([]byte, 0, n*snapChunk)
 	for i := range s.chunks {
-		if c := in.mem.buf[i*snapChunk : (i+1)*snapChunk]; !bytes.Equal(c, zeroChunk[:]) {
+		s.chunks[i] = zeroChunk[:]
+		if c := in.chunk(i); !bytes.Equal(c, zeroChunk[:]) {
 			data = append(data, c...)
 			s.chunks[i] = data[len(data)-snapChunk:]
 		}
@@ -206,36 +207,21 @@ func (in *instance) restorable() bool {
 
 // restore puts the snapshot back for event st. When the module tracks its writes (a memory
 // of at most rewrite.WrittenChunks chunks, on the compiler), only the chunks the last event
-// may have written are put back, each copied whole. Otherwise every chunk is compared before
-// it is written: an event changes few of an instance's pages (2 of the 16 of the C example,
-// 52 of the 832 of the Go one), and reading a page costs less than writing it.
+// may have written are put back, each copied whole. Otherwise every chunk is compared and
+// copied back if it differs (restoreAll).
 func (in *instance) restore(st *event) {
-	chunks := in.snap.chunks
 	if w := in.writtenChunks(); w != ^uint64(0) {
-		for w &= 1<<len(chunks) - 1; w != 0; w &= w - 1 {
+		for w &= 1<<len(in.snap.chunks) - 1; w != 0; w &= w - 1 {
 			i := bits.TrailingZeros64(w)
-			live := in.mem.buf[i*snapChunk : (i+1)*snapChunk]
-			if c := chunks[i]; c == nil {
-				clear(live)
-			} else {
-				copy(live, c)
-			}
+			copy(in.chunk(i), in.snap.chunks[i])
 		}
 		if verifyRestore {
-			in.verify()
-		}
-	} else {
-		for i, c := range chunks {
-			live := in.mem.buf[i*snapChunk : (i+1)*snapChunk]
-			switch {
-			case c == nil:
-				if !bytes.Equal(live, zeroChunk[:]) {
-					clear(live)
-				}
-			case !bytes.Equal(live, c):
-				copy(live, c)
+			if n := in.restoreAll(); n > 0 {
+				panic(fmt.Sprintf("sandbox: %d chunks of memory differed from the snapshot after a restore of the chunks written", n))
 			}
 		}
+	} else {
+		in.restoreAll()
 	}
 	for i, g := range in.globals {
 		g.Set(in.snap.globals[i])
@@ -275,22 +261,28 @@ func (in *instance) wrote(ptr, n uint64) {
 	in.written.Set(in.written.Get() | w)
 }
 
-// verifyRestore makes every restore that trusted the written record check all of memory
-// against the snapshot afterwards, and panic if anything differs. Tests set it: a store the
-// rewrite failed to record would leak state between events.
-var verifyRestore = false
-
-func (in *instance) verify() {
+// restoreAll compares every chunk of memory with the snapshot and copies back those that
+// differ, and returns how many did. An event changes few of an instance's pages (2 of the 16
+// of the C example, 52 of the 832 of the Go one), and reading a page costs less than
+// writing it.
+func (in *instance) restoreAll() int {
+	n := 0
 	for i, c := range in.snap.chunks {
-		live := in.mem.buf[i*snapChunk : (i+1)*snapChunk]
-		if c == nil {
-			c = zeroChunk[:]
-		}
-		if !bytes.Equal(live, c) {
-			panic(fmt.Sprintf("sandbox: chunk %d of memory differs from the snapshot after a restore of the chunks written", i))
+		if live := in.chunk(i); !bytes.Equal(live, c) {
+			copy(live, c)
+			n++
 		}
 	}
+	return n
 }
+
+// chunk returns chunk i of the instance's memory.
+func (in *instance) chunk(i int) []byte { return in.mem.buf[i*snapChunk : (i+1)*snapChunk] }
+
+// verifyRestore makes every restore that trusted the written record check all of memory
+// against the snapshot afterwards, and panic if anything differed. Tests set it: a store the
+// rewrite failed to record would leak state between events.
+var verifyRestore = false
 
 func (in *instance) close() {
 	if in.mod != nil {

@@ -796,8 +796,8 @@ func (in *instrumenter) function(out, code []byte, ft funcType) ([]byte, error) 
 		return nil, malformed("a function declares %d locals", locals)
 	}
 	scratch := ft.params + uint32(locals)
-	s := storeLocals{addr: scratch, acc: scratch + 2, value: [5]uint32{scratch + 1, scratch + 3, scratch + 4, scratch + 5, scratch + 6}}
-	marked := false // the function sets written bits
+	s := storeLocals{addr: scratch, acc: scratch + 2, value: [5]uint32{scratch + 1, scratch + 3, scratch + 4, scratch + 5, scratch + 6}} // see scratchTypes
+	marked := false                                                                                                                      // the function sets written bits
 	usesV128 := false
 	out, header := in.body[:0], out
 	defer func() { in.body = out[:0] }()
@@ -838,17 +838,18 @@ func (in *instrumenter) function(out, code []byte, ft funcType) ([]byte, error) 
 					out = in.flush(out, s.acc)
 				}
 				out = append(out, 0x0B)
-				// Now the locals: the module's, then the rewrite's.
-				added := []byte{0x01, 0x7F}
-				if in.track {
-					added = []byte{0x02, 0x7F, 0x02, 0x7E, 0x01, 0x7D, 0x01, 0x7C}
-					if usesV128 {
-						added = append(added, 0x01, 0x7B)
-					}
+				// Now the locals: the module's, then the rewrite's, one group each.
+				added := scratchTypes[:1]
+				if in.track && usesV128 {
+					added = scratchTypes[:]
+				} else if in.track {
+					added = scratchTypes[:len(scratchTypes)-1]
 				}
-				header = appendU32(header, groups+uint32(len(added)/2))
+				header = appendU32(header, groups+uint32(len(added)))
 				header = append(header, code[entries:localsEnd]...)
-				header = append(header, added...)
+				for _, t := range added {
+					header = append(header, 0x01, t)
+				}
 				return append(header, out...), nil
 			}
 			nesting--
@@ -945,8 +946,14 @@ func (in *instrumenter) function(out, code []byte, ft funcType) ([]byte, error) 
 	return nil, malformed("function body has no end")
 }
 
+// scratchTypes are the types of the locals the rewrite adds to a function, after the
+// module's own: the bulk charge's scratch (also a store's address; see storeLocals for the
+// rest), and when it records writes, a store's i32 value, the written bits, a store's i64,
+// f32, f64 and (only where a function stores one) v128 value.
+var scratchTypes = [...]byte{0x7F, 0x7F, 0x7E, 0x7E, 0x7D, 0x7C, 0x7B}
+
 // scratchLocals is the most locals the rewrite adds to a function.
-const scratchLocals = 7
+const scratchLocals = uint64(len(scratchTypes))
 
 // storeType is the value type of each store instruction, 0x36 to 0x3E, as an index into
 // storeLocals.value: i32, i64, f32, f64 (and 4, v128).
