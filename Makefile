@@ -125,7 +125,7 @@ bench-smoke:
 SCALE ?= 1000
 .PHONY: bench-rollout
 bench-rollout: deps ## roll out to SCALE (1000) real agents through 4 waves, and abort: time, messages, S3, controller memory
-	set -o pipefail; $(GO) test -run '^TestScale$$' -count 1 -v -timeout 30m ./fleet/e2e -scale $(SCALE) | grep -E 'BENCH|agents started|seed:|^(---|ok|FAIL|panic)'
+	set -o pipefail; $(GO) test -run '^TestScale$$' -count 1 -v -timeout 30m ./cmd/wasmfleet/e2e -scale $(SCALE) | grep -E 'BENCH|agents started|seed:|^(---|ok|FAIL|panic)'
 
 # `make demo` runs until Ctrl-C; CI gives it a time: make demo DEMO_ARGS='--for 90s' (exit 2
 # unless every example handler was rolled out by then).

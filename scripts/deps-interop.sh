@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs cosign for the cosign interop test (internal/cli/verify_cosign_test.go). Slow (~8 minutes:
+# Installs cosign for the cosign interop test (cmd/wasmfleet/internal/cli/verify_cosign_test.go). Slow (~8 minutes:
 # cosign pulls in most of the sigstore and cloud SDK module graph), so it is not part of
 # `make deps`; run `make deps-interop` once. Idempotent: an installed cosign of the pinned
 # version is kept.

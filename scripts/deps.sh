@@ -6,7 +6,7 @@ set -euo pipefail
 apt_pkgs=(
   clang lld wasi-libc libclang-rt-dev-wasm32 wabt   # C and WAT modules
   mosquitto                                         # MQTT broker for integration tests (internal/testenv)
-  mosquitto-clients                                 # mosquitto_sub, a real client of wasmfleet dev's broker in fleet/devenv's test
+  mosquitto-clients                                 # mosquitto_sub, a real client of wasmfleet dev's broker in cmd/wasmfleet/internal/devenv's test
   qemu-user-static                                  # runs the arm64 and armv6 agents in agent/arm_test.go
   systemd                                           # systemd-analyze and the host's units for deploy/systemd's tests
   nodejs                                            # Node.js, a peer of agent/sandbox's benchmarks (make bench)

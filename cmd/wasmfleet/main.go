@@ -1,5 +1,5 @@
 // Command wasmfleet is the fleet CLI: build, sign, verify, run, publish and roll out modules.
-// All of it lives in internal/cli; this file only wires the process to it.
+// All of it lives in cmd/wasmfleet/internal/cli; this file only wires the process to it.
 package main
 
 import (
@@ -8,7 +8,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/wasmfleet/wasmfleet/internal/cli"
+	"github.com/wasmfleet/wasmfleet/cmd/wasmfleet/internal/cli"
 )
 
 func main() {

@@ -20,7 +20,7 @@ func TestFleetEnvNamesWhatTheCLIReads(t *testing.T) {
 		t.Fatal(err)
 	}
 	var cli []byte
-	files, _ := filepath.Glob("../../internal/cli/*.go")
+	files, _ := filepath.Glob("../../cmd/wasmfleet/internal/cli/*.go")
 	for _, f := range files {
 		if strings.HasSuffix(f, "_test.go") {
 			continue

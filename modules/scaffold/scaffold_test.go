@@ -12,7 +12,7 @@ import (
 	"github.com/wasmfleet/wasmfleet/modules"
 )
 
-// The end-to-end test (new -> build -> run for every language) is in internal/cli, where
+// The end-to-end test (new -> build -> run for every language) is in cmd/wasmfleet/internal/cli, where
 // `wasmfleet run` lives; these test the package's own rules.
 
 // TestManifests: every language's manifest parses, carries the name, grants publishing to

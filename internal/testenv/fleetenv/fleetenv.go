@@ -2,7 +2,7 @@
 // testenv starts: Mosquitto and versitygw on loopback ports, a bucket holding a trust file
 // with keys of the three roles, releases signed and published as `wasmfleet publish` does,
 // real agents (agent.New and Start, in the test's process, each with its own MQTT session
-// and data directory) and rollout controllers (controller.Server). fleet/e2e and the
+// and data directory) and rollout controllers (controller.Server). cmd/wasmfleet/e2e and the
 // dashboard's browser test share it.
 //
 // It is a separate package from testenv because it imports the agent, whose own tests

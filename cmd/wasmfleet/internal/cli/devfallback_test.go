@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wasmfleet/wasmfleet/fleet/devenv"
+	"github.com/wasmfleet/wasmfleet/cmd/wasmfleet/internal/devenv"
 	"github.com/wasmfleet/wasmfleet/internal/testenv"
 )
 

@@ -13,7 +13,7 @@ import (
 // broker and S3 store, and what they bring. The agent binary must never link them
 // (tailscale's tstest/deptest, with go list).
 var devOnly = []string{
-	"github.com/wasmfleet/wasmfleet/fleet/devenv",
+	"github.com/wasmfleet/wasmfleet/cmd/wasmfleet/internal/devenv",
 	"github.com/mochi-mqtt/",
 	"github.com/johannesboyne/gofakes3",
 	"go.etcd.io/bbolt",
@@ -49,7 +49,7 @@ func devOnlyIn(pkgs []string) []string {
 }
 
 func TestAgentDoesNotLinkTheDevEnvironment(t *testing.T) {
-	root, err := filepath.Abs("../..")
+	root, err := filepath.Abs("../../../..")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func filterPrefix(pkgs []string, prefix string) []string {
 // TestDemoBuildLeavesOutKMS: make demo builds the CLI with -tags nokms, which must leave out
 // every cloud SDK (they are most of what a cold build compiles) and keep the dev environment.
 func TestDemoBuildLeavesOutKMS(t *testing.T) {
-	root, err := filepath.Abs("../..")
+	root, err := filepath.Abs("../../../..")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func TestDemoBuildLeavesOutKMS(t *testing.T) {
 			}
 		}
 	}
-	if len(filterPrefix(deps, "github.com/wasmfleet/wasmfleet/fleet/devenv")) == 0 {
+	if len(filterPrefix(deps, "github.com/wasmfleet/wasmfleet/cmd/wasmfleet/internal/devenv")) == 0 {
 		t.Error("wasmfleet built with -tags nokms has no dev environment")
 	}
 }

@@ -21,10 +21,10 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 
 	"github.com/wasmfleet/wasmfleet/agent/config"
+	"github.com/wasmfleet/wasmfleet/cmd/wasmfleet/internal/cli"
 	"github.com/wasmfleet/wasmfleet/fleet/controller"
 	"github.com/wasmfleet/wasmfleet/fleet/publish"
 	"github.com/wasmfleet/wasmfleet/fleet/rollout"
-	"github.com/wasmfleet/wasmfleet/internal/cli"
 	"github.com/wasmfleet/wasmfleet/internal/testenv"
 	"github.com/wasmfleet/wasmfleet/internal/testenv/fleetenv"
 	"github.com/wasmfleet/wasmfleet/protocol/objects"

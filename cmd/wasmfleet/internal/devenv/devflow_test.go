@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wasmfleet/wasmfleet/fleet/devenv"
+	"github.com/wasmfleet/wasmfleet/cmd/wasmfleet/internal/devenv"
 )
 
 // TestHandlerDevelopmentFlow walks the developer's path of issue 7 against a running dev

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wasmfleet/wasmfleet/fleet/devenv"
+	"github.com/wasmfleet/wasmfleet/cmd/wasmfleet/internal/devenv"
 )
 
 // runDev is runMain with buffers that the environment's goroutines may log to at once.
@@ -130,7 +130,7 @@ func TestDevFor(t *testing.T) {
 	}
 	// With an example to roll out (three waves, each soaking 5s), one second is too short:
 	// exit 2, so that CI notices.
-	code, out, errs = runDev("dev", "--dir", dir, "--agents", "0", "--examples", filepath.Join("..", "..", "modules", "examples"),
+	code, out, errs = runDev("dev", "--dir", dir, "--agents", "0", "--examples", filepath.Join("..", "..", "..", "..", "modules", "examples"),
 		"--events", "0", "--for", "1s")
 	if code != 2 || !strings.Contains(errs, "not all rolled out after --for 1s") {
 		t.Errorf("dev --for 1s with examples: exit %d\n%s%s", code, out, errs)

@@ -20,7 +20,7 @@ import (
 // levels below the root).
 func repoPath(t *testing.T, elem ...string) string {
 	t.Helper()
-	p, err := filepath.Abs(filepath.Join(append([]string{"..", ".."}, elem...)...))
+	p, err := filepath.Abs(filepath.Join(append([]string{"..", "..", "..", ".."}, elem...)...))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,9 +14,9 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/wasmfleet/wasmfleet/cmd/wasmfleet/internal/devenv"
 	"github.com/wasmfleet/wasmfleet/fleet/controller"
 	"github.com/wasmfleet/wasmfleet/fleet/dashboard"
-	"github.com/wasmfleet/wasmfleet/fleet/devenv"
 	"github.com/wasmfleet/wasmfleet/fleet/publish"
 	"github.com/wasmfleet/wasmfleet/fleet/rollout"
 )

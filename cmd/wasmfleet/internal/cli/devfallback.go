@@ -11,7 +11,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/wasmfleet/wasmfleet/fleet/devenv"
+	"github.com/wasmfleet/wasmfleet/cmd/wasmfleet/internal/devenv"
 )
 
 // The dev environment as a default: a command with S3 or MQTT flags that is given none of

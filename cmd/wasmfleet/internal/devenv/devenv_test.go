@@ -27,11 +27,11 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/rs/zerolog"
 
+	"github.com/wasmfleet/wasmfleet/cmd/wasmfleet/internal/cli"
+	"github.com/wasmfleet/wasmfleet/cmd/wasmfleet/internal/devenv"
 	"github.com/wasmfleet/wasmfleet/fleet/controller"
-	"github.com/wasmfleet/wasmfleet/fleet/devenv"
 	"github.com/wasmfleet/wasmfleet/fleet/publish"
 	"github.com/wasmfleet/wasmfleet/fleet/rollout"
-	"github.com/wasmfleet/wasmfleet/internal/cli"
 	"github.com/wasmfleet/wasmfleet/protocol/objects"
 	"github.com/wasmfleet/wasmfleet/protocol/report"
 )
@@ -45,7 +45,7 @@ var committedExamples = []string{"c-to-f", "echo", "threshold-alert"}
 func examplesDir(t *testing.T) string {
 	t.Helper()
 	dst := t.TempDir()
-	src := filepath.Join("..", "..", "modules", "examples")
+	src := filepath.Join("..", "..", "..", "..", "modules", "examples")
 	copyFile := func(from, to string) {
 		b, err := os.ReadFile(from)
 		if err != nil {
@@ -483,7 +483,7 @@ func TestDevEnvironment(t *testing.T) {
 	t.Run("a real wasmfleet-agent joins with agent.yaml", func(t *testing.T) {
 		bin := filepath.Join(t.TempDir(), "wasmfleet-agent")
 		build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, "./cmd/wasmfleet-agent")
-		build.Dir = filepath.Join("..", "..")
+		build.Dir = filepath.Join("..", "..", "..", "..")
 		if out, err := build.CombinedOutput(); err != nil {
 			t.Fatalf("go build: %v\n%s", err, out)
 		}
